@@ -1,0 +1,283 @@
+"""The default training loop (see :class:`zoo_core.trainer.DefaultTrainer`).
+
+No host synchronisation per step: losses and metric counts accumulate on the
+device and are read every ``log_every`` steps. Data order, initialisation and
+dropout are functions of the seed, and resume restores the RNG, so a resumed
+run equals an uninterrupted one (bitwise on CPU).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from zoo_core import card, checkpoint, plots
+from zoo_core.config import ZooError
+from zoo_core.nn import detach_state, to_device
+
+
+class TrainingStopped(ZooError):
+    pass
+
+
+class Interrupted(ZooError):
+    exit_code = 130
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and "LOCAL_RANK" in os.environ:
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    return torch.device(name)
+
+
+def lr_at(cfg, step: int, epoch: int) -> float:
+    """Learning rate for optimizer step ``step`` (0-based) in ``epoch``; a pure function, so resume needs no scheduler state."""
+    lr = cfg.lr
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "step":
+        lr /= cfg.lr_decay ** (step // cfg.decay_every)
+    elif cfg.schedule == "decay_per_epoch":
+        lr /= cfg.lr_decay ** max(0, epoch - cfg.decay_start + 1)
+    elif cfg.schedule == "cosine" and cfg.max_steps:
+        span = max(1, cfg.max_steps - cfg.warmup_steps)
+        t = min(1.0, (step - cfg.warmup_steps) / span)
+        lr = cfg.min_lr + 0.5 * (lr - cfg.min_lr) * (1 + math.cos(math.pi * t))
+    return lr
+
+
+def make_optimizer(cfg, params) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+class _Distributed:
+    """DistributedDataParallel when launched by torchrun (WORLD_SIZE > 1); a no-op otherwise."""
+
+    def __init__(self, device: torch.device):
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.active = self.world_size > 1
+        if self.active and not torch.distributed.is_initialized():
+            torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        if not self.active:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def close(self) -> None:
+        if self.active and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+class _Progress:
+    """A tqdm bar on a terminal, plain lines otherwise (logs, CI)."""
+
+    def __init__(self, total: int | None, initial: int, enabled: bool):
+        self.enabled = enabled
+        self.bar = None
+        if enabled and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+
+    def update(self, step: int, text: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.n = step
+            self.bar.set_postfix_str(text, refresh=True)
+        else:
+            print(f"step {step}: {text}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _fmt(metrics: dict[str, float]) -> str:
+    return " ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+
+
+def _better(task, new: float, best: float | None) -> bool:
+    if best is None:
+        return True
+    return new > best if task.mode == "max" else new < best
+
+
+def fit(run) -> dict[str, Any]:
+    cfg = run.trainer_config
+    task = run.task
+    out = Path(run.directory)
+    device = resolve_device(cfg.device)
+    dist = _Distributed(device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    torch.manual_seed(cfg.seed)
+    model = run.model.to(device)
+    optimizer = make_optimizer(cfg, model.parameters())
+    eval_bs = cfg.eval_batch_size or cfg.batch_size
+    amp = device.type == "cuda" and cfg.precision in ("auto", "bf16")
+    log_path = out / "metrics.jsonl"
+
+    state = {"step": 0, "epoch": 0, "batch": 0, "best": None, "best_step": None, "bad_evals": 0, "elapsed": 0.0}
+    if run.resume:
+        state = checkpoint.load_resume(out, model, optimizer, device=str(device))
+        _truncate_log(log_path, state["step"])
+    elif dist.main and run.init:
+        checkpoint.load_weights(model, Path(run.init) / checkpoint.WEIGHTS, device=str(device))
+    wrapped = dist.wrap(model, device)
+
+    stop = {"signal": None}
+
+    def on_signal(signum, frame):  # finish the current step, then checkpoint and exit
+        stop["signal"] = signum
+
+    old_handler = signal.signal(signal.SIGTERM, on_signal) if dist.main else None
+
+    progress = _Progress(cfg.max_steps, state["step"], dist.main)
+    sums: dict[str, torch.Tensor] = {}
+    started = time.perf_counter() - state["elapsed"]
+
+    def elapsed() -> float:
+        return time.perf_counter() - started
+
+    def log(record: dict[str, Any]) -> None:
+        if dist.main:
+            with open(log_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def save_resume() -> None:
+        if dist.main:
+            checkpoint.save_resume(out, model, optimizer, {**state, "elapsed": elapsed()})
+
+    def evaluate_and_checkpoint() -> bool:
+        """Validation, best checkpoint, resume state; returns True when early stopping triggers."""
+        train = task.summarize({k: float(v) for k, v in sums.items()}) if sums else {}
+        sums.clear()
+        state["last_eval"] = state["step"]
+        valid = task.evaluate(model, "validation", eval_bs)
+        record = {"step": state["step"], "epoch": state["epoch"], "time": round(elapsed(), 3),
+                  "lr": optimizer.param_groups[0]["lr"], "train": train, "validation": valid}
+        log(record)
+        value = valid.get(task.metric)
+        improved = value is not None and math.isfinite(value) and _better(task, value, state["best"])
+        if improved:
+            state.update(best=value, best_step=state["step"], bad_evals=0)
+            if dist.main:
+                checkpoint.save_weights(model, out / checkpoint.WEIGHTS)
+        else:
+            state["bad_evals"] += 1
+        save_resume()
+        progress.update(state["step"], f"valid {_fmt(valid)}" + (" *" if improved else ""))
+        return bool(cfg.early_stopping and state["bad_evals"] >= cfg.early_stopping)
+
+    def done() -> bool:
+        return (cfg.max_steps is not None and state["step"] >= cfg.max_steps) or (
+            cfg.max_epochs is not None and state["epoch"] >= cfg.max_epochs)
+
+    model.train()
+    stopped_early = False
+    try:
+        while not done() and not stopped_early:
+            carry = None  # recurrent state is reset at each epoch start
+            batches = task.batches("train", cfg.batch_size, epoch=state["epoch"], seed=cfg.seed,
+                                   start=state["batch"], rank=dist.rank, world_size=dist.world_size)
+            for batch in batches:
+                batch = to_device(batch, device)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_at(cfg, state["step"], state["epoch"])
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    result = task.step(wrapped, batch, carry)
+                carry = detach_state(result.state)
+                optimizer.zero_grad(set_to_none=True)
+                result.loss.backward()
+                if cfg.clip_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+                if cfg.on_nan == "skip":
+                    # one host sync per step, paid only by those who ask for skipping
+                    if not torch.isfinite(result.loss):
+                        state["step"] += 1
+                        state["batch"] += 1
+                        continue
+                optimizer.step()
+                for k, v in result.stats.items():
+                    sums[k] = sums.get(k, 0) + v.detach().double()
+                state["step"] += 1
+                state["batch"] += 1
+                if state["step"] % cfg.log_every == 0 or stop["signal"]:
+                    loss_sum = float(sums.get("loss_sum", 0.0))
+                    if not math.isfinite(loss_sum):
+                        raise TrainingStopped(
+                            f"non-finite loss between steps {state['step'] - cfg.log_every + 1} and {state['step']}; "
+                            f"kept the checkpoint from step {state['best_step']} in {out}; "
+                            f"lower --lr, raise clipping, or pass --on-nan skip")
+                    progress.update(state["step"], _fmt(task.summarize({k: float(v) for k, v in sums.items()}))
+                                    + f" lr {optimizer.param_groups[0]['lr']:.3g}")
+                if stop["signal"]:
+                    raise KeyboardInterrupt
+                if cfg.eval_every and state["step"] % cfg.eval_every == 0:
+                    stopped_early = evaluate_and_checkpoint()
+                if done() or stopped_early:
+                    break
+            else:
+                state["epoch"] += 1
+                state["batch"] = 0
+                if not cfg.eval_every or done():
+                    stopped_early = evaluate_and_checkpoint()
+        if state.get("last_eval") != state["step"]:
+            stopped_early = evaluate_and_checkpoint() or stopped_early
+    except KeyboardInterrupt:
+        save_resume()
+        progress.close()
+        raise Interrupted(f"interrupted at step {state['step']}; checkpoint saved; continue with: "
+                          f"zoo train --resume {out}") from None
+    finally:
+        if old_handler is not None:
+            signal.signal(signal.SIGTERM, old_handler)
+    progress.close()
+
+    # The final report uses the best checkpoint, as users will.
+    result: dict[str, Any] = {"best_step": state["best_step"], "validation_best": state["best"],
+                              "stopped_early": stopped_early, "steps": state["step"], "time": round(elapsed(), 3)}
+    if dist.main and (out / checkpoint.WEIGHTS).exists():
+        checkpoint.load_weights(model, out / checkpoint.WEIGHTS, device=str(device))
+        test = task.evaluate(model, "test", eval_bs) if "test" in task.splits else {}
+        valid = task.evaluate(model, "validation", eval_bs)
+        log({"step": state["best_step"], "epoch": state["epoch"], "time": round(elapsed(), 3), "final": True,
+             "validation": valid, "test": test})
+        result.update(validation=valid, test=test)
+        card.write_card(out, run, result)
+        plots.plot_run(out)
+    dist.close()
+    return result
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop records written after the resume point so the log reads as one uninterrupted run."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= step and not json.loads(line).get("final")]
+    checkpoint.atomic_write(path, "".join(line + "\n" for line in keep))
