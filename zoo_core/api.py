@@ -17,6 +17,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 ROLES = ("encoder", "decoder")
 
+# The plugin API: the interfaces in this module, zoo_core.nn.Backbone, the hooks and the config
+# dataclasses. A plugin module declares the range it supports, e.g. ``zoo_plugin_api = ">=1,<2"``.
+# Bump the minor version for additions, the major version for changes that break plugins.
+PLUGIN_API = "1.0"
+
 
 class Architecture(abc.ABC):
     """Builds a sequence-mixing backbone; owns nothing else (no embeddings, no heads).
@@ -30,13 +35,14 @@ class Architecture(abc.ABC):
     description: ClassVar[str] = ""
 
     @abc.abstractmethod
-    def build(self, config: Any, d_in: int, role: str) -> "Backbone":
+    def build(self, config: Any, d_in: int, role: str, *, d_memory: int | None = None) -> "Backbone":
         """A Backbone over ``[batch, time, d_in]`` inputs.
 
         ``role`` is ``"encoder"`` (non-causal, may be bidirectional, accepts a
-        padding ``mask``) or ``"decoder"`` (causal; may attend to ``memory``;
-        stepping one position at a time with the returned state equals the
-        full call).
+        padding ``mask``) or ``"decoder"`` (causal; may attend to ``memory`` of
+        width ``d_memory``; stepping one position at a time with the returned
+        state equals the full call). Size heads from the built backbone's
+        ``d_model``: a bidirectional encoder is twice ``width(config)``.
         """
 
     def width(self, config: Any) -> int:

@@ -111,10 +111,13 @@ def from_config(data: dict[str, Any], where: str = "config.json") -> Run:
 
 
 def load(path: str | os.PathLike, device: str = "cpu") -> Run:
-    """Rebuild task and model from a run directory for inference (eval, predict, ...)."""
+    """Rebuild task and model for inference (eval, predict, ...) from a run directory, a pretrained
+    name from registry.toml or ``REPO_ID[@REVISION]`` on the Hub (see :func:`zoo_core.hub.resolve`)."""
+    if not Path(path).is_dir():
+        from zoo_core.hub import resolve
+
+        path = resolve(str(path))
     path = Path(path)
-    if not path.is_dir():
-        raise CheckpointError(f"{path}: no such run directory")
     run = from_config(read_config(path), where=str(path / CONFIG))
     run.directory = path
     build(run)

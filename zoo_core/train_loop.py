@@ -86,6 +86,15 @@ class _Distributed:
 
         return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
+    def ranks_agree(self, model: torch.nn.Module) -> bool:
+        """Every rank holds the same weights (DDP keeps replicas in sync; this checks it really did)."""
+        flat = torch.cat([p.detach().float().reshape(-1) for p in model.parameters()])
+        checksum = torch.stack([flat.sum(), flat.abs().sum(), (flat * torch.arange(len(flat), device=flat.device)
+                                                             .remainder(97)).sum()]).double()
+        gathered = [torch.zeros_like(checksum) for _ in range(self.world_size)]
+        torch.distributed.all_gather(gathered, checksum)
+        return all(torch.equal(g, gathered[0]) for g in gathered)
+
     def close(self) -> None:
         if self.active and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
@@ -191,7 +200,9 @@ def fit(run) -> dict[str, Any]:
             state["bad_evals"] += 1
         save_resume()
         progress.update(state["step"], f"valid {_fmt(valid)}" + (" *" if improved else ""))
-        return bool(cfg.early_stopping and state["bad_evals"] >= cfg.early_stopping)
+        reached = cfg.target is not None and value is not None and (
+            value >= cfg.target if task.mode == "max" else value <= cfg.target)
+        return bool(reached or (cfg.early_stopping and state["bad_evals"] >= cfg.early_stopping))
 
     def done() -> bool:
         return (cfg.max_steps is not None and state["step"] >= cfg.max_steps) or (
@@ -261,12 +272,14 @@ def fit(run) -> dict[str, Any]:
     # The final report uses the best checkpoint, as users will.
     result: dict[str, Any] = {"best_step": state["best_step"], "validation_best": state["best"],
                               "stopped_early": stopped_early, "steps": state["step"], "time": round(elapsed(), 3)}
+    if dist.active:
+        result["distributed"] = {"world_size": dist.world_size, "ranks_agree": dist.ranks_agree(model)}
     if dist.main and (out / checkpoint.WEIGHTS).exists():
         checkpoint.load_weights(model, out / checkpoint.WEIGHTS, device=str(device))
         test = task.evaluate(model, "test", eval_bs) if "test" in task.splits else {}
         valid = task.evaluate(model, "validation", eval_bs)
         log({"step": state["best_step"], "epoch": state["epoch"], "time": round(elapsed(), 3), "final": True,
-             "validation": valid, "test": test})
+             "validation": valid, "test": test, **({"distributed": result["distributed"]} if dist.active else {})})
         result.update(validation=valid, test=test)
         card.write_card(out, run, result)
         plots.plot_run(out)

@@ -31,6 +31,7 @@ class TrainerConfig:
     eval_every: int = option(100, help="Evaluate on validation every N steps (0: at each epoch end).", min=0)
     log_every: int = option(50, help="Report training metrics every N steps.", min=1)
     early_stopping: int = option(0, help="Stop after N evaluations without improvement (0: off).", min=0)
+    target: float | None = option(None, help="Stop once the validation metric reaches this value (none: off).")
     seed: int = option(0, help="Seed for initialisation, data order and dropout.", min=0)
     device: str = option("auto", help="Where to train.", choices=("auto", "cpu", "cuda"))
     precision: str = option("auto", help="auto: bf16 autocast on CUDA, fp32 on CPU.", choices=("auto", "fp32", "bf16"))

@@ -9,6 +9,7 @@ data is loaded or model built.
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 import tomllib
@@ -105,6 +106,7 @@ class TrainCommand(click.Command):
             except ZooError as e:
                 raise click.UsageError(str(e)) from None
             task, arch = data["task"]["name"], data["architecture"]["name"]
+        self.params = [p for p in self.params if not getattr(p, "_zoo_config", False)]  # reused across calls
         if task and arch:
             try:
                 reg = plugins.registry()
@@ -117,6 +119,7 @@ class TrainCommand(click.Command):
             classes = {"task": t.cls.Config, "architecture": a.cls.Config, "trainer": tr.cls.Config}
             defaults = {"trainer": trainer_defaults(t.cls, tr.cls)}
             for _, _, opt in config_options(classes, defaults):
+                opt._zoo_config = True
                 self.params.append(opt)
         return super().parse_args(ctx, args)
 
@@ -145,23 +148,32 @@ def _read_toml(path: str) -> dict[str, dict[str, Any]]:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML file of option values; flags override it.")
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory [default: runs/TASK-ARCH].")
 @click.option("--resume", type=click.Path(file_okay=False), help="Continue the run in this directory.")
-@click.option("--init", "init", help="Start from the weights of this run directory (fine-tuning).")
+@click.option("--init", "init", metavar="NAME|REPO|DIR",
+              help="Start from these weights (fine-tuning): a run directory, a pretrained name or REPO_ID[@REV].")
+@click.option("--push-to-hub", "push_to_hub", metavar="REPO_ID", help="Push the best checkpoint to REPO_ID at the end.")
 @click.option("--trainer", default="default", show_default=True, help="Trainer plugin.")
 @click.option("--quiet", is_flag=True, help="No progress output.")
 @click.pass_context
-def train(ctx, task, arch, config_file, out, resume, init, trainer, quiet, **options):
+def train(ctx, task, arch, config_file, out, resume, init, push_to_hub, trainer, quiet, **options):
     """Train ARCH on TASK. `zoo train TASK ARCH --help` lists every option."""
     from zoo_core import run as runs
 
     given: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
     for dest, value in options.items():
-        if value is not None:
+        # by source, not value: an explicit "--max-steps none" is given
+        if ctx.get_parameter_source(dest) == click.core.ParameterSource.COMMANDLINE:
             section, name = dest.split("__", 1)
             given[section][name] = value
     command = shlex.join(["zoo", *sys.argv[1:]]) if sys.argv and Path(sys.argv[0]).name == "zoo" else ""
 
+    if push_to_hub:  # fail before training, not after
+        from zoo_core import hub
+
+        hub.parse_ref(push_to_hub)
+        hub.require_token()
     if resume:
-        return _resume(resume, task, arch, given, quiet)
+        _resume(resume, task, arch, given, quiet)
+        return _push(resume, push_to_hub)
     if not task or not arch:
         raise click.UsageError("TASK and ARCH are required (see `zoo list`), or --resume DIR")
     values = _read_toml(config_file) if config_file else {s: {} for s in SECTIONS}
@@ -172,11 +184,32 @@ def train(ctx, task, arch, config_file, out, resume, init, trainer, quiet, **opt
     run.command = command or shlex.join(["zoo", "train", task, arch, *ctx.args])
     run.directory = _new_run_dir(out, task, arch)
     if init:
-        run.init = init
+        from zoo_core import hub
+
+        run.init = str(hub.resolve(init))
     _train(run, quiet)
+    _push(run.directory, push_to_hub)
+
+
+def _push(directory, repo_id: str | None) -> None:
+    if repo_id and int(__import__("os").environ.get("RANK", "0")) == 0:
+        from zoo_core import hub
+
+        info = hub.push(directory, repo_id)
+        click.echo(f"pushed {directory} -> {repo_id}@{info.oid}")
+
+
+def _rank() -> int:
+    """This process's rank under torchrun (0 otherwise): only rank 0 checks and writes the run directory."""
+    return int(os.environ.get("RANK", "0"))
 
 
 def _new_run_dir(out: str | None, task: str, arch: str) -> Path:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if not out:
+            raise ConfigError("out", "under torchrun every process must be told the run directory",
+                              "pass --out DIR")
+        return Path(out)  # rank 0 may already have written into it
     if out:
         path = Path(out)
         if path.exists() and any(path.iterdir()):
@@ -222,18 +255,18 @@ def _train(run, quiet: bool) -> None:
     run.task.load_data(str(run.directory))
     runs.build_model(run)
     run.directory.mkdir(parents=True, exist_ok=True)
-    if not run.resume:
+    if not run.resume and _rank() == 0:
         write_json(run.directory / "config.json", run.to_json())
         run.task.save_artifacts(str(run.directory))
     trainer = run.trainer_entry.cls()
     n_params = sum(p.numel() for p in run.model.parameters())
-    if not quiet:
+    if not quiet and _rank() == 0:
         click.echo(f"{'resuming' if run.resume else 'training'} {run.task_entry.name} x {run.arch_entry.name} "
                    f"({n_params:,} parameters) -> {run.directory}", err=True)
     if quiet:
         run.trainer_config.log_every = 10**9
     result = trainer.fit(run)
-    if int(__import__("os").environ.get("RANK", "0")) != 0:
+    if _rank() != 0:
         return
     click.echo(f"saved {run.directory}: model.safetensors, config.json, metrics.jsonl, README.md, plots/")
     for split in ("validation", "test"):

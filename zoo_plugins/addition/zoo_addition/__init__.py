@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from zoo_core import ConfigError, Task, ZooError, hookimpl, option
 
+zoo_plugin_api = ">=1,<2"  # the zoo plugin API versions this plugin supports (zoo_core.PLUGIN_API)
+
 MARKER = 10        # token id of the marker; its text form is -1
 VOCAB = 11         # digits 0-9 and the marker
 CLASSES = 19       # sums 0..18
@@ -39,6 +41,8 @@ class Addition(Task):
     metric, mode = "accuracy", "max"
     trainer_defaults = {"optimizer": "adam", "lr": 3e-3, "batch_size": 128, "max_steps": 1000,
                         "eval_every": 100, "clip_grad_norm": 1.0}
+
+    smoke_inputs = ["1 2 -1 5 7 3", "-1 4 0"]  # checked by the conformance kit through `predict`
 
     @staticmethod
     def smoke_config(directory):

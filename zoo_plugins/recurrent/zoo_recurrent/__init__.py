@@ -11,6 +11,8 @@ from typing import ClassVar
 
 from zoo_core import Architecture, ConfigError, hookimpl, option
 
+zoo_plugin_api = ">=1,<2"  # the zoo plugin API versions this plugin supports (zoo_core.PLUGIN_API)
+
 IMPLS = ("fused", "reference")
 
 
@@ -43,7 +45,7 @@ class RecurrentArchitecture(Architecture):
     Config = RecurrentConfig
     smoke_config: ClassVar[dict] = {"hidden_size": 16}  # small enough for the conformance checks
 
-    def build(self, config, d_in: int, role: str):
+    def build(self, config, d_in: int, role: str, *, d_memory: int | None = None):  # memory: see backbone docs
         if config.bidirectional and role == "decoder":
             raise ConfigError("bidirectional", "a decoder must read left to right only",
                               "set --bidirectional false for the decoder (an encoder may stay bidirectional)")
