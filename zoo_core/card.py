@@ -23,7 +23,8 @@ def write_card(run_dir: str | Path, run, result: dict[str, Any]) -> None:
         lines += ["datasets:"] + [f"- {d}" for d in datasets]
     if test or valid:
         lines += ["model-index:", f"- name: {Path(run_dir).name}", "  results:", "  - task:",
-                  f"      type: {task}", f"      name: {task}", "    metrics:"]
+                  f"      type: {task}", f"      name: {task}", "    dataset:",
+                  f"      type: {(datasets or [task])[0]}", f"      name: {(datasets or [task])[0]}", "    metrics:"]
         for split, metrics in (("test", test), ("validation", valid)):
             for k, v in metrics.items():
                 lines += [f"    - type: {k}", f"      value: {_yaml_scalar(round(v, 6))}", f"      name: {split} {k}"]
@@ -39,3 +40,28 @@ def write_card(run_dir: str | Path, run, result: dict[str, Any]) -> None:
               f"{run.arch_entry.distribution or ''}".rstrip(), f"zoo eval {Path(run_dir).name} --split test --json",
               "```", ""]
     atomic_write(Path(run_dir) / "README.md", "\n".join(lines))
+
+
+def _install_line(config: dict[str, Any]) -> str:
+    dists = ["zoo-core"] + [d for d in ((config.get(k) or {}).get("distribution") for k in ("task", "architecture"))
+                            if d and d != "zoo-core"]
+    return "pip install " + " ".join(dict.fromkeys(dists))
+
+
+def hub_card(text: str | None, config: dict[str, Any], repo_id: str) -> str:
+    """The card as published: the run's README.md with a usage section naming ``repo_id``.
+
+    A run without a card (training stopped before the final evaluation) gets a minimal one.
+    """
+    task, arch = config["task"]["name"], config["architecture"]["name"]
+    if not text:
+        text = "\n".join(["---", "library_name: zoo", "tags:", "- zoo", f"- {task}", f"- {arch}", "---", "",
+                          f"# {task} x {arch}", "", "## How it was trained", "", "```",
+                          config.get("command") or f"zoo train {task} {arch}", "```", ""])
+    body = text.split("\n## Use\n", 1)[0].rstrip("\n")
+    use = ["", "## Use", "", "With zoo (safetensors weights; nothing is unpickled, no remote code runs):", "",
+           "```", _install_line(config), f"zoo pull {repo_id}", f"zoo eval {repo_id} --split test --json",
+           f'zoo predict {repo_id} "INPUT"', "```", "", "From Python:", "", "```python",
+           "from zoo_core import run", "", f'r = run.load("{repo_id}")  # downloads, verifies, rebuilds',
+           'print(r.task.predict(r.model, "INPUT"))', "```", ""]
+    return body + "\n" + "\n".join(use)
