@@ -55,9 +55,16 @@ def cli():
 
 
 from zoo_core.cli import evaluation, listing, train  # noqa: E402  (commands register on import)
+from zoo_core.cli import plugins as plugins_cli  # noqa: E402
 
-for _cmd in (listing.list_cmd, listing.info, listing.plugins_cmd, train.train, evaluation.eval_cmd, evaluation.predict):
+for _cmd in (listing.list_cmd, listing.info, plugins_cli.plugins_group, train.train, evaluation.eval_cmd,
+             evaluation.predict):
     cli.add_command(_cmd)
+
+from zoo_core.cli import hub as hub_cli  # noqa: E402
+
+cli.add_command(hub_cli.push)
+cli.add_command(hub_cli.pull)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""``zoo list``, ``zoo info`` and ``zoo plugins``: what is installed (no torch unless counting parameters)."""
+"""``zoo list`` and ``zoo info``: what is installed (no torch unless counting parameters)."""
 
 from __future__ import annotations
 
@@ -112,25 +112,4 @@ def info(names):
             model = runs.build_model(run)
         n = sum(p.numel() for p in model.parameters())
         click.echo(f"parameters: {n:,} ({t.name} x {a.name}, default configs)")
-
-
-@click.command("plugins")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def plugins_cmd(as_json):
-    """Installed plugin distributions, their hooks, and plugins that failed to load."""
-    infos = plugins.plugin_infos()
-    reg = plugins.registry()
-    rows = []
-    for p in infos:
-        provides = {k: [e.name for e in reg.entries(k) if e.plugin == p.name] for k in ("task", "architecture", "trainer")}
-        rows.append({"name": p.name, "distribution": p.distribution, "version": p.version, "hooks": p.hooks,
-                     "provides": {k: v for k, v in provides.items() if v}})
-    if as_json:
-        click.echo(json.dumps({"plugins": rows, "failed": [f.__dict__ for f in plugins.failures]}, indent=2))
-        return
-    for r in rows:
-        prov = "; ".join(f"{k}s: {', '.join(v)}" for k, v in r["provides"].items())
-        click.echo(f"{r['distribution'] or r['name']} {r['version']}  hooks: {', '.join(r['hooks'])}  {prov}")
-    for f in plugins.failures:
-        click.echo(f"FAILED {f.plugin} ({f.distribution or 'in-process'}): {f.error}")
 
