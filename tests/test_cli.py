@@ -142,3 +142,18 @@ def test_existing_run_directory_is_not_overwritten(tmp_path):
     result = CliRunner().invoke(cli, ["train", "addition", "lstm", *TINY, "--out", str(out)])
     assert result.exit_code == 2 and "--resume" in result.output
     assert (out / "keep.txt").read_text() == "precious"
+
+
+def test_info_takes_a_run_or_pretrained_name(tmp_path):
+    out = zoo("info", "addition-lstm").output
+    assert "addition x lstm" in out and "parameters: 268,051" in out and "command: zoo train addition lstm" in out
+
+
+@pytest.mark.parametrize("args, words", [
+    (["info", "lstmm"], "did you mean lstm"),
+    (["info", "addition", "lstmm"], "did you mean lstm"),
+])
+def test_info_unknown_names_are_refused_whole(args, words):
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and words in result.output
+    assert "--seq-len" not in result.output  # nothing half-printed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import click
@@ -84,13 +85,24 @@ def info(names):
     reg = plugins.registry()
     if len(names) > 2:
         raise click.UsageError("give one name, or a task and an architecture")
+    if len(names) == 2:  # validate both before printing anything
+        reg.entry("task", names[0])
+        reg.entry("architecture", names[1])
     found = []
     for name in names:
         for kind in ("task", "architecture", "trainer"):
             if name in reg.names(kind):
                 found.append(reg.entry(kind, name))
+    if not found and len(names) == 1 and _run_info(names[0]):
+        return
     if not found:
-        reg.entry("task" if len(names) == 1 else "architecture", names[-1])  # raises with suggestions
+        import difflib
+
+        known = [n for kind in ("task", "architecture", "trainer") for n in reg.names(kind)]
+        close = difflib.get_close_matches(names[-1], known, n=3, cutoff=0.5)
+        hint = f"did you mean {' or '.join(close)}?" if close else f"known: {', '.join(known)}"
+        raise UnknownName(f"{names[-1]!r} is not a task, architecture, run directory or pretrained model; "
+                          f"{hint} (see `zoo list`)")
     for e in found:
         click.echo(f"{e.kind} {e.name} ({e.provider}): {e.cls.description}")
         click.echo("\n".join(_options_table(e.cls.Config)))
@@ -98,10 +110,7 @@ def info(names):
             click.echo("  trainer defaults for this task: " +
                        ", ".join(f"{k}={v!r}" for k, v in e.cls.trainer_defaults.items()))
     if len(names) == 2:
-        try:
-            t, a = reg.entry("task", names[0]), reg.entry("architecture", names[1])
-        except UnknownName as err:
-            raise ZooError(f"{err}; `zoo info TASK ARCH` takes a task then an architecture") from None
+        t, a = reg.entry("task", names[0]), reg.entry("architecture", names[1])
         from zoo_core import run as runs
 
         run = runs.build(runs.resolve(t.name, a.name))
@@ -113,3 +122,27 @@ def info(names):
         n = sum(p.numel() for p in model.parameters())
         click.echo(f"parameters: {n:,} ({t.name} x {a.name}, default configs)")
 
+
+
+def _run_info(ref: str) -> bool:
+    """`zoo info RUN`: a run directory, pretrained name or REPO_ID[@REV]; False if ``ref`` is none of them."""
+    from zoo_core import hub
+    from zoo_core import run as runs
+
+    try:
+        folder = hub.resolve(ref)
+    except ZooError:
+        if "/" in ref or ref in {p["name"] for p in _catalogue().get("pretrained", [])}:
+            raise  # it was meant as a run or repo: its own error says what is wrong
+        return False
+    run = runs.load(folder)
+    click.echo(f"{ref}: {run.task_entry.name} x {run.arch_entry.name} in {folder}")
+    for label, entry, cfg in (("task", run.task_entry, run.task_config), ("architecture", run.arch_entry, run.arch_config),
+                              ("trainer", run.trainer_entry, run.trainer_config)):
+        values = ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(cfg).items())
+        click.echo(f"  {label} {entry.name} ({entry.provider}): {values}")
+    n = sum(p.numel() for p in run.model.parameters())
+    click.echo(f"  parameters: {n:,}")
+    if run.command:
+        click.echo(f"  command: {run.command}")
+    return True
