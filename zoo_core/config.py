@@ -181,7 +181,7 @@ def build_config(cls, values: dict[str, Any] | None = None, *, section: str = ""
     for key in values:
         if key not in infos:
             where = f" for {section}" if section else ""
-            raise ConfigError(key, f"unknown option{where}",
+            raise ConfigError(repr(key) if not key.isprintable() else key, f"unknown option{where}",
                               _did_you_mean(key, infos) or f"known: {', '.join(infos)}")
     kwargs = {}
     for name, info in infos.items():

@@ -92,15 +92,26 @@ def from_config(data: dict[str, Any], where: str = "config.json") -> Run:
     entries = {}
     for key, kind in (("task", "task"), ("architecture", "architecture"), ("trainer", "trainer")):
         part = data.get(key) or {}
-        name = part.get("name", "default" if key == "trainer" else None)
+        name = part.get("name", "default" if key == "trainer" else None) if isinstance(part, dict) else None
+        if not isinstance(name, str) or not isinstance(part.get("config", {}), dict):
+            raise CheckpointError(f"{where}: {key!r} needs a 'name' string and a 'config' table; "
+                                  f"the file is corrupted")
         try:
             entries[key] = reg.entry(kind, name)
         except UnknownName:
             dist = part.get("distribution")
             if dist:
-                raise CheckpointError(f"{where}: needs {kind} {name!r} from {dist}, which is not installed; "
-                                      f"run: pip install {dist}") from None
-            raise
+                import importlib.metadata as md
+
+                try:
+                    have = md.version(dist)
+                except md.PackageNotFoundError:
+                    raise CheckpointError(f"{where}: needs {kind} {name!r} from {dist}, which is not installed; "
+                                          f"run: pip install {dist}") from None
+                raise CheckpointError(f"{where}: needs {kind} {name!r} from {dist} {part.get('version') or ''}, "
+                                      f"but the installed {dist} {have} has no such {kind} (or its plugin failed "
+                                      f"to load; see `zoo plugins`)".replace(" ,", ",")) from None
+            raise CheckpointError(f"{where}: unknown {kind} {name!r} (see `zoo list`)") from None
     try:
         cfgs = {k: build_config(entries[k].cls.Config, (data.get(k) or {}).get("config", {}), section=f"{k}")
                 for k in entries}

@@ -1,9 +1,14 @@
 """The default training loop (see :class:`zoo_core.trainer.DefaultTrainer`).
 
-No host synchronisation per step: losses and metric counts accumulate on the
-device and are read every ``log_every`` steps. Data order, initialisation and
-dropout are functions of the seed, and resume restores the RNG, so a resumed
-run equals an uninterrupted one (bitwise on CPU).
+No host synchronisation per step: losses, metric counts and the first step
+with a non-finite loss accumulate on the device and are read every
+``log_every`` steps and before every checkpoint, so no checkpoint ever holds
+weights from after a non-finite loss. Data order, initialisation and dropout
+are functions of the seed, and resume restores the RNG and the carried
+recurrent state, so a resumed run equals an uninterrupted one (bitwise on CPU).
+
+Ctrl-C or SIGTERM finishes the current step, saves the resume state and exits
+(:class:`Interrupted`); a second one stops at once, keeping the last checkpoint.
 """
 
 from __future__ import annotations
@@ -151,8 +156,11 @@ def fit(run) -> dict[str, Any]:
     log_path = out / "metrics.jsonl"
 
     state = {"step": 0, "epoch": 0, "batch": 0, "best": None, "best_step": None, "bad_evals": 0, "elapsed": 0.0}
+    resumed_carry, resumed_sums = None, {}
     if run.resume:
         state = checkpoint.load_resume(out, model, optimizer, device=str(device))
+        resumed_carry = state.pop("carry", None)
+        resumed_sums = state.pop("train_sums", None) or {}
         _truncate_log(log_path, state["step"])
     elif dist.main and run.init:
         checkpoint.load_weights(model, Path(run.init) / checkpoint.WEIGHTS, device=str(device))
@@ -161,12 +169,22 @@ def fit(run) -> dict[str, Any]:
     stop = {"signal": None}
 
     def on_signal(signum, frame):  # finish the current step, then checkpoint and exit
+        if stop["signal"] is not None:  # asked twice: stop now, the last checkpoint stays
+            raise KeyboardInterrupt
         stop["signal"] = signum
 
-    old_handler = signal.signal(signal.SIGTERM, on_signal) if dist.main else None
+    old_handlers = {}
+    if dist.main:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                old_handlers[sig] = signal.signal(sig, on_signal)
+            except ValueError:  # not the main thread (embedded use): signals keep their meaning
+                pass
 
     progress = _Progress(cfg.max_steps, state["step"], dist.main)
-    sums: dict[str, torch.Tensor] = {}
+    # training stats summed since the last evaluation; saved on resume so the next record is unchanged
+    sums: dict[str, torch.Tensor] = {k: torch.tensor(v, dtype=torch.float64, device=device)
+                                     for k, v in resumed_sums.items()}
     started = time.perf_counter() - state["elapsed"]
 
     def elapsed() -> float:
@@ -177,12 +195,31 @@ def fit(run) -> dict[str, Any]:
             with open(log_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
 
+    # 0-based index of the first step whose loss was not finite (-1: none), kept on the device so
+    # that checking it costs no host sync per step; read by check_finite() before any checkpoint.
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)
+    saved = {"step": state["step"] if run.resume else None}
+    carry = None
+
+    def check_finite() -> None:
+        bad = int(first_bad)
+        if bad >= 0:
+            kept = (f"kept the checkpoint from step {saved['step']} in {out}; continue from it with "
+                    f"`zoo train --resume {out} --on-nan skip` or a lower --lr" if saved["step"] is not None
+                    else "no checkpoint was saved; lower --lr, raise clipping, or pass --on-nan skip")
+            raise TrainingStopped(f"non-finite loss at step {bad + 1}; stopped; {kept}")
+
     def save_resume() -> None:
         if dist.main:
-            checkpoint.save_resume(out, model, optimizer, {**state, "elapsed": elapsed()})
+            keep = carry if state["batch"] else None  # an epoch starts with no carried state
+            train_sums = {k: float(v) for k, v in sums.items()}  # exact: doubles round-trip through JSON
+            checkpoint.save_resume(out, model, optimizer, {**state, "elapsed": elapsed(), "train_sums": train_sums},
+                                   carry=keep)
+            saved["step"] = state["step"]
 
     def evaluate_and_checkpoint() -> bool:
         """Validation, best checkpoint, resume state; returns True when early stopping triggers."""
+        check_finite()
         train = task.summarize({k: float(v) for k, v in sums.items()}) if sums else {}
         sums.clear()
         state["last_eval"] = state["step"]
@@ -211,8 +248,10 @@ def fit(run) -> dict[str, Any]:
     model.train()
     stopped_early = False
     try:
+        if not run.resume:
+            save_resume()  # from the first step on, the run directory holds a complete checkpoint
         while not done() and not stopped_early:
-            carry = None  # recurrent state is reset at each epoch start
+            carry, resumed_carry = resumed_carry, None  # recurrent state is reset at each epoch start
             batches = task.batches("train", cfg.batch_size, epoch=state["epoch"], seed=cfg.seed,
                                    start=state["batch"], rank=dist.rank, world_size=dist.world_size)
             for batch in batches:
@@ -226,28 +265,30 @@ def fit(run) -> dict[str, Any]:
                 result.loss.backward()
                 if cfg.clip_grad_norm:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+                finite = torch.isfinite(result.loss.detach())
                 if cfg.on_nan == "skip":
                     # one host sync per step, paid only by those who ask for skipping
-                    if not torch.isfinite(result.loss):
+                    if not finite:
                         state["step"] += 1
                         state["batch"] += 1
                         continue
+                else:
+                    first_bad = torch.where((first_bad < 0) & ~finite, state["step"], first_bad)
                 optimizer.step()
                 for k, v in result.stats.items():
                     sums[k] = sums.get(k, 0) + v.detach().double()
                 state["step"] += 1
                 state["batch"] += 1
                 if state["step"] % cfg.log_every == 0 or stop["signal"]:
-                    loss_sum = float(sums.get("loss_sum", 0.0))
-                    if not math.isfinite(loss_sum):
-                        raise TrainingStopped(
-                            f"non-finite loss between steps {state['step'] - cfg.log_every + 1} and {state['step']}; "
-                            f"kept the checkpoint from step {state['best_step']} in {out}; "
-                            f"lower --lr, raise clipping, or pass --on-nan skip")
+                    check_finite()
                     progress.update(state["step"], _fmt(task.summarize({k: float(v) for k, v in sums.items()}))
                                     + f" lr {optimizer.param_groups[0]['lr']:.3g}")
                 if stop["signal"]:
-                    raise KeyboardInterrupt
+                    save_resume()
+                    progress.close()
+                    name = signal.Signals(stop["signal"]).name
+                    raise Interrupted(f"{name} at step {state['step']}; checkpoint saved; continue with: "
+                                      f"zoo train --resume {out}")
                 if cfg.eval_every and state["step"] % cfg.eval_every == 0:
                     stopped_early = evaluate_and_checkpoint()
                 if done() or stopped_early:
@@ -260,13 +301,14 @@ def fit(run) -> dict[str, Any]:
         if state.get("last_eval") != state["step"]:
             stopped_early = evaluate_and_checkpoint() or stopped_early
     except KeyboardInterrupt:
-        save_resume()
+        # mid-step or mid-save: the weights in memory may be half-updated, so nothing is written
         progress.close()
-        raise Interrupted(f"interrupted at step {state['step']}; checkpoint saved; continue with: "
-                          f"zoo train --resume {out}") from None
+        kept = (f"kept the checkpoint from step {saved['step']}; continue with: zoo train --resume {out}"
+                if saved["step"] is not None else "no checkpoint was saved")
+        raise Interrupted(f"stopped at once near step {state['step']}; {kept}") from None
     finally:
-        if old_handler is not None:
-            signal.signal(signal.SIGTERM, old_handler)
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
     progress.close()
 
     # The final report uses the best checkpoint, as users will.
@@ -291,6 +333,12 @@ def _truncate_log(path: Path, step: int) -> None:
     """Drop records written after the resume point so the log reads as one uninterrupted run."""
     if not path.exists():
         return
-    keep = [line for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= step and not json.loads(line).get("final")]
+    keep = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line torn by a kill during the append
+            continue
+        if isinstance(record, dict) and (record.get("step") or 0) <= step and not record.get("final"):
+            keep.append(line)
     checkpoint.atomic_write(path, "".join(line + "\n" for line in keep))

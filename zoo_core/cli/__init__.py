@@ -17,6 +17,11 @@ class ZooGroup(click.Group):
         except ZooError as e:
             click.echo(f"Error: {e}", err=True)
             ctx.exit(e.exit_code)
+        except click.UsageError as e:  # one line, like a ZooError, with where to look next
+            where = e.ctx.command_path if e.ctx is not None else ctx.command_path
+            message = " ".join(e.format_message().split())
+            click.echo(f"Error: {message} (see `{where} --help`)", err=True)
+            ctx.exit(e.exit_code)
 
     def get_command(self, ctx, name):
         _add_plugin_commands(self)
@@ -65,6 +70,11 @@ from zoo_core.cli import hub as hub_cli  # noqa: E402
 
 cli.add_command(hub_cli.push)
 cli.add_command(hub_cli.pull)
+
+from zoo_core.cli import sweep as sweep_cli  # noqa: E402
+
+cli.add_command(sweep_cli.sweep)
+cli.add_command(sweep_cli.compare)
 
 
 def main() -> None:

@@ -164,7 +164,10 @@ def train(ctx, task, arch, config_file, out, resume, init, push_to_hub, trainer,
         if ctx.get_parameter_source(dest) == click.core.ParameterSource.COMMANDLINE:
             section, name = dest.split("__", 1)
             given[section][name] = value
-    command = shlex.join(["zoo", *sys.argv[1:]]) if sys.argv and Path(sys.argv[0]).name == "zoo" else ""
+    # `zoo ...` or `python -m zoo_core.cli ...` (zoo sweep, torchrun): record what was typed
+    launched = sys.argv and (Path(sys.argv[0]).name == "zoo"
+                             or Path(sys.argv[0]).parts[-3:] == ("zoo_core", "cli", "__main__.py"))
+    command = shlex.join(["zoo", *sys.argv[1:]]) if launched else ""
 
     if push_to_hub:  # fail before training, not after
         from zoo_core import hub
@@ -172,6 +175,10 @@ def train(ctx, task, arch, config_file, out, resume, init, push_to_hub, trainer,
         hub.parse_ref(push_to_hub)
         hub.require_token()
     if resume:
+        for flag, value in (("--out", out), ("--init", init), ("--config", config_file)):
+            if value:  # refused rather than silently ignored
+                raise click.UsageError(f"{flag} cannot be combined with --resume (the run keeps its directory, "
+                                       f"weights and config; pass changed trainer options as flags)")
         _resume(resume, task, arch, given, quiet)
         return _push(resume, push_to_hub)
     if not task or not arch:
