@@ -103,13 +103,12 @@ def raw_splits(cfg, keep_linebreaks: bool):
             for p in files.values():
                 _check_text_file(p)
             cfg.data = str(path.resolve())   # so `zoo eval` finds the corpus from any directory
-            dd = datasets.load_dataset("text", data_files={s: str(p) for s, p in files.items()},
-                                       keep_linebreaks=keep_linebreaks)
+            dd = _load_text(datasets, {s: str(p) for s, p in files.items()}, keep_linebreaks)
             return {s: dd[s] for s in SPLITS}
         if path.is_file():
             _check_text_file(path)
             cfg.data = str(path.resolve())
-            ds = datasets.load_dataset("text", data_files={"train": str(path)}, keep_linebreaks=keep_linebreaks)["train"]
+            ds = _load_text(datasets, {"train": str(path)}, keep_linebreaks)["train"]
             return _split_by_fraction(ds, cfg.split_fraction, path)
         if _looks_like_path(cfg.data):
             raise ConfigError("data", f"{cfg.data}: no such file or folder")
@@ -117,6 +116,17 @@ def raw_splits(cfg, keep_linebreaks: bool):
     finally:
         if bars:
             datasets.enable_progress_bars()
+
+
+def _load_text(datasets, files: dict[str, str], keep_linebreaks: bool):
+    """``datasets``' text loader, its failures on unreadable content turned into one line naming the files."""
+    try:
+        return datasets.load_dataset("text", data_files=files, keep_linebreaks=keep_linebreaks)
+    except datasets.exceptions.DatasetGenerationError as e:
+        cause = e.__cause__ or e
+        raise ConfigError("data", f"cannot read {', '.join(files.values())} as text "
+                                  f"({type(cause).__name__}: {str(cause).splitlines()[0][:160]})",
+                          "pass UTF-8 text files with line breaks") from None
 
 
 def _split_by_fraction(ds, fraction: float, path: Path):
