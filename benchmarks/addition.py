@@ -26,15 +26,20 @@ def run_one(arch: str, length: int, args) -> dict:
            "--max-steps", str(args.max_steps), "--eval-every", str(args.eval_every), "--target", str(args.target),
            "--seed", str(args.seed), "--out", str(out), "--quiet"]
     print("$ " + shlex.join(cmd), flush=True)
-    if out.exists():
-        subprocess.run(["rm", "-rf", str(out)], check=True)
-    started = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    if proc.returncode != 0:
-        print(proc.stderr[-2000:], file=sys.stderr)
-        return {"arch": arch, "length": length, "error": proc.stderr.strip().splitlines()[-1:]}
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    log = out / "metrics.jsonl"
+    wall = None
+    if log.exists() and '"final": true' in log.read_text():
+        print("  (finished earlier: reusing its metrics)", flush=True)  # so an interrupted benchmark continues
+    else:
+        if out.exists():
+            subprocess.run(["rm", "-rf", str(out)], check=True)
+        started = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.perf_counter() - started
+        if proc.returncode != 0:
+            print(proc.stderr[-2000:], file=sys.stderr)
+            return {"arch": arch, "length": length, "error": proc.stderr.strip().splitlines()[-1:]}
+    records = [json.loads(line) for line in log.read_text().splitlines()]
     evals = [r for r in records if not r.get("final")]
     hit = next((r for r in evals if r["validation"]["accuracy"] >= args.target), None)
     best = max(evals, key=lambda r: r["validation"]["accuracy"])
