@@ -8,6 +8,7 @@ renamed into place, so a crash never leaves a half-written file.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -108,7 +109,39 @@ def save_weights(model, path: str | os.PathLike, metadata: dict[str, str] | None
     """Save a module's parameters and buffers; tied tensors are stored once and re-tied on load."""
     from safetensors.torch import save_model
 
-    atomic_write(path, lambda tmp: save_model(_unwrap(model), tmp, metadata=metadata or {}))
+    def write(tmp: str) -> None:
+        save_model(_unwrap(model), tmp, metadata=metadata or {})
+        _seal(tmp)
+
+    atomic_write(path, write)
+
+
+# safetensors checks its header but not the tensor bytes: a flipped bit in the data would load
+# silently. zoo records the sha256 of the data section in the header's metadata and checks it on load.
+_CHECKSUM = "zoo_data_sha256"
+
+
+def _split_safetensors(raw: bytes) -> tuple[dict, bytes]:
+    n = int.from_bytes(raw[:8], "little")
+    return json.loads(raw[8:8 + n]), raw[8 + n:]
+
+
+def _seal(path: str) -> None:
+    raw = Path(path).read_bytes()
+    header, data = _split_safetensors(raw)
+    header.setdefault("__metadata__", {})[_CHECKSUM] = hashlib.sha256(data).hexdigest()
+    encoded = json.dumps(header, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)  # keep the data 8-byte aligned, as safetensors writes it
+    Path(path).write_bytes(len(encoded).to_bytes(8, "little") + encoded + data)
+
+
+def _verify_seal(path: Path) -> None:
+    """Refuse a zoo-written file whose tensor bytes changed; files from elsewhere carry no seal."""
+    header, data = _split_safetensors(path.read_bytes())
+    expected = (header.get("__metadata__") or {}).get(_CHECKSUM)
+    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+        raise CheckpointError(f"{path}: tensor data does not match its checksum; the file is corrupted "
+                              f"(restore it from a copy or retrain)")
 
 
 def load_weights(model, path: str | os.PathLike, device: str = "cpu") -> None:
@@ -138,6 +171,7 @@ def load_weights(model, path: str | os.PathLike, device: str = "cpu") -> None:
         if wrong:
             parts.append(f"shape mismatch {', '.join(wrong[:3])}")
         raise CheckpointError(f"{path}: weights do not match config.json ({'; '.join(parts)})")
+    _verify_seal(path)
     try:
         load_model(model, str(path), strict=True, device=device)
     except Exception as e:  # safetensors raises plain Exceptions for bad data offsets
