@@ -283,14 +283,16 @@ def fit(run) -> dict[str, Any]:
                     check_finite()
                     progress.update(state["step"], _fmt(task.summarize({k: float(v) for k, v in sums.items()}))
                                     + f" lr {optimizer.param_groups[0]['lr']:.3g}")
+                # evaluate before honouring a signal: an evaluation due at this step belongs to it, and a
+                # resumed run would skip it (its log would then differ from an uninterrupted run's)
+                if cfg.eval_every and state["step"] % cfg.eval_every == 0:
+                    stopped_early = evaluate_and_checkpoint()
                 if stop["signal"]:
                     save_resume()
                     progress.close()
                     name = signal.Signals(stop["signal"]).name
                     raise Interrupted(f"{name} at step {state['step']}; checkpoint saved; continue with: "
                                       f"zoo train --resume {out}")
-                if cfg.eval_every and state["step"] % cfg.eval_every == 0:
-                    stopped_early = evaluate_and_checkpoint()
                 if done() or stopped_early:
                     break
             else:
