@@ -22,7 +22,6 @@ import difflib
 import importlib.metadata as md
 import os
 import re
-import sys
 from typing import Any
 
 import pluggy
@@ -30,7 +29,7 @@ import pluggy
 from zoo_core import hookspecs
 from zoo_core.api import PLUGIN_API
 from zoo_core.config import ZooError
-from zoo_core.registry import KINDS, PluginConflict, Registry
+from zoo_core.registry import KINDS, PluginConflict, Registry  # PluginConflict: re-exported
 
 GROUP = "zoo"
 HOOKS = sorted(n for n, f in vars(hookspecs).items() if callable(f) and hasattr(f, "zoo_spec"))
@@ -258,11 +257,6 @@ def plugin_infos() -> list[PluginInfo]:
     return out
 
 
-def distribution_of(plugin_name: str) -> tuple[str, str]:
-    load_plugins()
-    return _dists.get(plugin_name, ("", ""))
-
-
 def add_commands(cli: Any) -> None:
     """Let plugins add CLI commands; a failing hook is reported like a failing import."""
     load_plugins()
@@ -272,10 +266,6 @@ def add_commands(cli: Any) -> None:
         except Exception as exc:
             dist, version = _dists.get(impl.plugin_name, ("", ""))
             _fail(impl.plugin_name, dist, exc, version=version, hook="register_commands")
-
-
-def torch_imported() -> bool:
-    return "torch" in sys.modules
 
 
 __all__ = ["load_plugins", "registry", "register_plugin", "unregister_plugin", "reset", "plugin_infos",
