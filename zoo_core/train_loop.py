@@ -230,7 +230,7 @@ def fit(run) -> dict[str, Any]:
         value = valid.get(task.metric)
         improved = value is not None and math.isfinite(value) and _better(task, value, state["best"])
         if improved:
-            state.update(best=value, best_step=state["step"], bad_evals=0)
+            state.update(best=value, best_step=state["step"], best_validation=valid, bad_evals=0)
             if dist.main:
                 checkpoint.save_weights(model, out / checkpoint.WEIGHTS)
         else:
@@ -321,7 +321,7 @@ def fit(run) -> dict[str, Any]:
     if dist.main and (out / checkpoint.WEIGHTS).exists():
         checkpoint.load_weights(model, out / checkpoint.WEIGHTS, device=str(device))
         test = task.evaluate(model, "test", eval_bs) if "test" in task.splits else {}
-        valid = task.evaluate(model, "validation", eval_bs)
+        valid = state["best_validation"]  # measured when the best checkpoint was saved: same weights, same data
         log({"step": state["best_step"], "epoch": state["epoch"], "time": round(elapsed(), 3), "final": True,
              "validation": valid, "test": test, **({"distributed": result["distributed"]} if dist.active else {})})
         result.update(validation=valid, test=test)
