@@ -199,7 +199,7 @@ def train(ctx, task, arch, config_file, out, resume, init, push_to_hub, trainer,
 
 
 def _push(directory, repo_id: str | None) -> None:
-    if repo_id and int(__import__("os").environ.get("RANK", "0")) == 0:
+    if repo_id and _rank() == 0:
         from zoo_core import hub
 
         info = hub.push(directory, repo_id)
