@@ -20,7 +20,7 @@ ROLES = ("encoder", "decoder")
 # The plugin API: the interfaces in this module, zoo_core.nn.Backbone, the hooks and the config
 # dataclasses. A plugin module declares the range it supports, e.g. ``zoo_plugin_api = ">=1,<2"``.
 # Bump the minor version for additions, the major version for changes that break plugins.
-PLUGIN_API = "1.0"
+PLUGIN_API = "1.1"   # 1.1: Backbone.reorder_state (beam search)
 
 
 class Architecture(abc.ABC):

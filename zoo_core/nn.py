@@ -36,6 +36,18 @@ class Backbone(nn.Module, abc.ABC):
                 ) -> tuple[torch.Tensor, Any]:
         ...
 
+    def reorder_state(self, state: Any, index: torch.Tensor) -> Any:
+        """The state of batch rows ``index`` (int64 ``[n]``, rows may repeat), for beam search:
+        copying the state to each beam and following the beams that survive a step.
+
+        Only the backbone knows where the batch sits in its state; a decoder without this
+        still trains and decodes greedily, but beam search refuses it. (Plugin API 1.1.)
+        """
+        if state is None:
+            return None
+        raise NotImplementedError(f"{type(self).__name__} does not implement Backbone.reorder_state, "
+                                  f"so beam search cannot use it; decode greedily (beam 1)")
+
 
 def detach_state(state: Any) -> Any:
     """Cut the graph through a (nested) state between BPTT windows."""
@@ -47,6 +59,17 @@ def detach_state(state: Any) -> Any:
         return type(state)(detach_state(s) for s in state)
     if isinstance(state, dict):
         return {k: detach_state(v) for k, v in state.items()}
+    return state
+
+
+def select_rows(state: Any, index: torch.Tensor, dim: int = 0) -> Any:
+    """``index_select`` along ``dim`` on every tensor of a (nested) state; other values are kept."""
+    if isinstance(state, torch.Tensor):
+        return state.index_select(dim, index.to(state.device))
+    if isinstance(state, (tuple, list)):
+        return type(state)(select_rows(s, index, dim) for s in state)
+    if isinstance(state, dict):
+        return {k: select_rows(v, index, dim) for k, v in state.items()}
     return state
 
 

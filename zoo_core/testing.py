@@ -152,6 +152,23 @@ def check_architecture(name: str, *, d_in: int = 12, batch: int = 3, time: int =
         assert torch.allclose(full, stepped, atol=atol, rtol=1e-4), (
             f"{name}: step-by-step decoding{' with memory' if extra else ''} differs from the full call "
             f"by {(full - stepped).abs().max():.3g}")
+    # beam search: reordering the state mid-sequence equals running the reordered rows from the start
+    if type(dec).reorder_state is not Backbone.reorder_state:
+        index = torch.tensor([batch - 1, 0, 0] + list(range(1, batch - 1)))
+        k = time // 2
+        for extra in ({}, with_memory):
+            picked = {key: v[index] for key, v in extra.items()}
+            with torch.no_grad():
+                expected, _ = dec(x[index], **picked)
+                _, state = dec(x[:, :k], **extra)
+                state = dec.reorder_state(state, index)
+                rest, _ = dec(x[index, k:], state=state, **picked)
+            assert torch.allclose(expected[:, k:], rest, atol=atol, rtol=1e-4), (
+                f"{name}: decoding on after reorder_state differs from the reordered rows' own run "
+                f"by {(expected[:, k:] - rest).abs().max():.3g}")
+    else:
+        warnings.warn(KitWarning(f"{name}: the decoder has no reorder_state, so beam search cannot use it"),
+                      stacklevel=2)
     with torch.no_grad():
         full, _ = dec(x)
     # ...and is causal: changing the future leaves the past alone

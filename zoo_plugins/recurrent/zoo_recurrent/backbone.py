@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from zoo_core.api import ROLES
-from zoo_core.nn import Backbone
+from zoo_core.nn import Backbone, select_rows
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}   # blocks stacked in weight_ih/weight_hh, in torch's order
 FUSED = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
@@ -163,6 +163,10 @@ class RecurrentBackbone(Backbone):
         if self.bridge_h is not None:
             state = self._bridge(state)
         return y, state
+
+    def reorder_state(self, state: Any, index: torch.Tensor) -> Any:
+        """``h`` (and ``c``) are ``[layers, batch, hidden]``: the batch is dim 1."""
+        return select_rows(state, index, dim=1)
 
     def _bridge(self, state: Any) -> Any:
         """``[L*2, B, H]`` (per layer: forward, backward) -> ``[L, B, H]``."""

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 from zoo_core.api import ROLES
-from zoo_core.nn import Backbone
+from zoo_core.nn import Backbone, select_rows
 
 from zoo_transformer.attention import MultiheadAttention
 
@@ -164,6 +164,10 @@ class TransformerBackbone(Backbone):
                              f"build the decoder with d_memory={memory.shape[-1]}")
         memory = self.memory_proj(memory)
         return [layer.cross_attn.project_kv(memory) for layer in self.layers]
+
+    def reorder_state(self, state: Any, index: torch.Tensor) -> Any:
+        """Every tensor of the cache (K/V, memory K/V and mask) has the batch first; ``offset`` is shared."""
+        return select_rows(state, index, dim=0)
 
     def forward(self, x: torch.Tensor, *, state: Any = None, mask: torch.Tensor | None = None,
                 memory: torch.Tensor | None = None, memory_mask: torch.Tensor | None = None
