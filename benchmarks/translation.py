@@ -37,11 +37,11 @@ MULTI30K = DATA / "multi30k" / "raw"
 RECIPES: dict[str, tuple[str, list[str], str]] = {
     "multi30k-lstm": ("lstm", [
         "--data", str(MULTI30K), "--hidden-size", "512", "--num-layers", "2", "--embed-size", "256",
-        "--dropout", "0.5", "--attention", "none", "--reverse-source"],
+        "--dropout", "0.5", "--embed-dropout", "0.5", "--attention", "none", "--reverse-source"],
         "Sutskever et al. 2014: 2-layer LSTM, no attention, reversed source (pytorch-seq2seq 1: 13.76 BLEU)"),
     "multi30k-gru-attention": ("gru", [
         "--data", str(MULTI30K), "--hidden-size", "256", "--num-layers", "1", "--bidirectional",
-        "--embed-size", "256", "--dropout", "0.3", "--attention", "bahdanau"],
+        "--embed-size", "256", "--embed-dropout", "0.3", "--output-dropout", "0.3", "--attention", "bahdanau"],
         "bidirectional GRU encoder, GRU decoder with additive attention (pytorch-seq2seq 3: 28.30 BLEU)"),
     "multi30k-transformer": ("transformer", [
         "--data", str(MULTI30K), "--hidden-size", "256", "--num-layers", "3", "--num-heads", "8",

@@ -233,6 +233,31 @@ def test_attention_masks_source_padding():
         assert torch.allclose(out[1:], alone, atol=1e-6)
 
 
+def test_encoder_decoder_size_mismatches_are_refused_up_front(corpus):
+    task = loaded(corpus, decoder_layers=3)
+    with pytest.raises(ConfigError, match="decoder's num_layers 3 differs from the encoder's 2"):
+        model_for(task, "lstm")
+    task = loaded(corpus, decoder_hidden_size=32)
+    with pytest.raises(ConfigError, match="decoder's hidden_size 32 differs from the encoder's 16"):
+        model_for(task, "gru", bidirectional=True)
+    # attention-only decoders may differ: the transformer's cross-attention projects the memory
+    model = model_for(loaded(corpus, decoder_layers=1, decoder_hidden_size=8), "transformer", num_heads=2)
+    assert len(model.decoder.layers) == 1 and model.decoder.d_model == 8 and len(model.encoder.layers) == 2
+    batch = next(iter(task.batches("validation", 4)))
+    with torch.no_grad():
+        assert model(batch["src"], batch["src_mask"], batch["tgt"][:, :-1]).shape[:2] == batch["tgt"][:, 1:].shape
+
+
+def test_cli_refuses_mismatched_decoder_before_writing_anything(tmp_path):
+    corpus = write_parallel(tmp_path / "m30k")
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "zoo_core.cli", "train", "translation", "lstm", "--data", str(corpus),
+                           "--decoder-layers", "1", "--num-layers", "2", "--out", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "decoder_layers" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not out.exists()
+
+
 def test_transformer_ignores_recurrent_attention_and_cross_attends(corpus):
     task = loaded(corpus, attention="bahdanau")
     model = model_for(task, "transformer", num_heads=2)
@@ -315,7 +340,7 @@ def test_beam_one_is_greedy_and_batches_do_not_interact(corpus):
 
 
 def test_a_trained_model_translates_the_smoke_corpus(corpus):
-    task = loaded(corpus, dropout=0.0)
+    task = loaded(corpus, embed_dropout=0.0, output_dropout=0.0)
     model = model_for(task, "gru", hidden_size=32).train()
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     torch.manual_seed(0)

@@ -62,12 +62,19 @@ class TranslationConfig:
                                     "translation decoded.", min=1)
     reverse_source: bool = option(False, help="Feed the source backwards (Sutskever et al. 2014).")
     embed_size: int | None = option(None, help="Token embedding size (none: the architecture's width).", min=1)
+    decoder_layers: int | None = option(None, help="Decoder depth (none: the architecture's num_layers). A "
+                                                   "recurrent decoder starts from the encoder's final state, so "
+                                                   "its depth must equal the encoder's.", min=1)
+    decoder_hidden_size: int | None = option(None, help="Decoder width (none: the architecture's hidden_size); "
+                                                        "for a recurrent decoder it must equal the encoder's.", min=1)
     attention: str = option("bahdanau", help="Recurrent decoders: attention over the encoder outputs "
                                              "(bahdanau: additive, dot: Luong dot product) or none (the "
                                              "encoder's final state only). A Transformer always cross-attends.",
                             choices=ATTENTION)
-    dropout: float = option(0.1, help="Dropout on embeddings and on the decoder output.", min=0.0, max=1.0,
-                            max_exclusive=True)
+    embed_dropout: float = option(0.1, help="Dropout on the source and target embeddings.", min=0.0, max=1.0,
+                                  max_exclusive=True)
+    output_dropout: float = option(0.1, help="Dropout on the decoder output, before the softmax layer.",
+                                   min=0.0, max=1.0, max_exclusive=True)
     tie_weights: bool = option(False, help="Share the target embedding and the output layer.")
     label_smoothing: float = option(0.0, help="Label smoothing of the training loss (perplexity is reported "
                                               "without it).", min=0.0, max=1.0, max_exclusive=True)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo_core import StepOutput
+from zoo_core import ConfigError, StepOutput
 
 PAD_ID = 0
 
@@ -64,7 +64,8 @@ class Seq2Seq(nn.Module):
     """
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, src_vocab: int, tgt_vocab: int, embed: int, *,
-                 attention: str = "none", dropout: float = 0.0, tie_weights: bool = False):
+                 attention: str = "none", embed_dropout: float = 0.0, output_dropout: float = 0.0,
+                 tie_weights: bool = False):
         super().__init__()
         self.src_embed = nn.Embedding(src_vocab, embed, padding_idx=PAD_ID)
         self.tgt_embed = nn.Embedding(tgt_vocab, embed, padding_idx=PAD_ID)
@@ -72,7 +73,7 @@ class Seq2Seq(nn.Module):
         self.stateful = bool(getattr(decoder, "stateful", False))
         self.attention = Attention(attention, decoder.d_model, encoder.d_model) \
             if self.stateful and attention != "none" else None
-        self.drop = nn.Dropout(dropout)
+        self.embed_drop, self.out_drop = nn.Dropout(embed_dropout), nn.Dropout(output_dropout)
         d = decoder.d_model
         self.proj = nn.Linear(d, embed, bias=False) if tie_weights and d != embed else None
         self.out = nn.Linear(embed if tie_weights else d, tgt_vocab)
@@ -84,16 +85,16 @@ class Seq2Seq(nn.Module):
             self.out.weight = self.tgt_embed.weight
 
     def encode(self, src: torch.Tensor, src_mask: torch.Tensor) -> tuple[torch.Tensor, Any]:
-        memory, state = self.encoder(self.drop(self.src_embed(src)), mask=src_mask)
+        memory, state = self.encoder(self.embed_drop(self.src_embed(src)), mask=src_mask)
         return memory, (state if self.stateful else None)
 
     def decode(self, tgt_in: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor, state: Any = None
                ) -> tuple[torch.Tensor, Any]:
         """Target prefix ids [B, T] (continuing ``state``) -> (logits [B, T, V], state)."""
-        y, state = self.decoder(self.drop(self.tgt_embed(tgt_in)), state=state, memory=memory, memory_mask=src_mask)
+        y, state = self.decoder(self.embed_drop(self.tgt_embed(tgt_in)), state=state, memory=memory, memory_mask=src_mask)
         if self.attention is not None:
             y, _ = self.attention(y, memory, src_mask)
-        y = self.drop(y)
+        y = self.out_drop(y)
         if self.proj is not None:
             y = self.proj(y)
         return self.out(y), state
@@ -115,20 +116,36 @@ class Seq2Seq(nn.Module):
         return torch.cat(steps, 1)
 
 
-def decoder_config(arch_config):
-    """The architecture's config for the decoder: a decoder reads left to right only."""
-    if getattr(arch_config, "bidirectional", False):
-        return dataclasses.replace(arch_config, bidirectional=False)
-    return arch_config
+def decoder_config(arch_config, cfg):
+    """The architecture's config for the decoder: left to right only, with the task's overrides."""
+    changes = {"bidirectional": False} if getattr(arch_config, "bidirectional", False) else {}
+    for option, field in (("decoder_layers", "num_layers"), ("decoder_hidden_size", "hidden_size")):
+        value = getattr(cfg, option)
+        if value is not None:
+            if not hasattr(arch_config, field):
+                raise ConfigError(option, f"this architecture has no {field} option to override",
+                                  f"drop --{option.replace('_', '-')}")
+            changes[field] = value
+    return dataclasses.replace(arch_config, **changes) if changes else arch_config
 
 
 def build(task, arch, arch_config) -> Seq2Seq:
     cfg = task.config
     embed = cfg.embed_size or arch.width(arch_config)
+    dec_config = decoder_config(arch_config, cfg)
     encoder = arch.build(arch_config, embed, "encoder")
-    decoder = arch.build(decoder_config(arch_config), embed, "decoder", d_memory=encoder.d_model)
+    decoder = arch.build(dec_config, embed, "decoder", d_memory=encoder.d_model)
+    if getattr(decoder, "stateful", False):
+        # the encoder's final state ([layers, batch, hidden], bridged if bidirectional) is the decoder's first
+        for option, field in (("decoder_layers", "num_layers"), ("decoder_hidden_size", "hidden_size")):
+            enc, dec = getattr(arch_config, field, None), getattr(dec_config, field, None)
+            if enc != dec:
+                raise ConfigError(option, f"the decoder's {field} {dec} differs from the encoder's {enc}, but a "
+                                          f"recurrent decoder starts from the encoder's final state",
+                                  f"give both the same {field} (--{field.replace('_', '-')} {enc})")
     return Seq2Seq(encoder, decoder, task.vocab_size("src"), task.vocab_size("tgt"), embed,
-                   attention=cfg.attention, dropout=cfg.dropout, tie_weights=cfg.tie_weights)
+                   attention=cfg.attention, embed_dropout=cfg.embed_dropout,
+                   output_dropout=cfg.output_dropout, tie_weights=cfg.tie_weights)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
