@@ -139,12 +139,18 @@ def test_named_studies(tmp_path):
     commands = [line for line in result.output.splitlines() if line.startswith("zoo train")]
     assert len(commands) == 4 and all("--max-steps 7" in c for c in commands)
     assert commands[-1].startswith("zoo train addition rnn") and "--seq-len 100" in commands[-1]
-    from zoo_core.plugins import registry
-
-    if "translation" not in registry().names("task"):
-        result = CliRunner().invoke(cli, ["sweep", "--study", "multi30k"])
-        assert result.exit_code == 1
-        assert result.output.strip() == ("Error: study multi30k needs the 'translation' task, which is not "
-                                         "installed (see `zoo list`)")
+    result = zoo("sweep", "--study", "multi30k", "--dry-run", "--out", str(tmp_path / "m"))
+    commands = [line for line in result.output.splitlines() if line.startswith("zoo train")]
+    assert len(commands) == 2 and all(c.startswith("zoo train translation lstm") for c in commands)
+    assert all("--attention none" in c for c in commands) and "--reverse-source" in commands[1]
     result = CliRunner().invoke(cli, ["sweep", "--study", "adding-task"])
     assert result.exit_code == 1 and "did you mean adding" in result.output
+
+
+def test_a_study_whose_task_is_not_installed_says_so(monkeypatch):
+    fake = study.Study("A study of a task nobody installed.", "tagging", ("lstm",), ("adam",), {}, (), ())
+    monkeypatch.setattr(study, "studies", lambda: {"tagging": fake})
+    result = CliRunner().invoke(cli, ["sweep", "--study", "tagging"])
+    assert result.exit_code == 1
+    assert result.output.strip() == ("Error: study tagging needs the 'tagging' task, which is not installed "
+                                     "(see `zoo list`)")

@@ -81,13 +81,15 @@ def studies() -> dict[str, Study]:
             ("--hidden-size", "128", "--num-layers", "2", "--max-steps", "5000", "--eval-every", "100")),
         "ptb": Study(
             "PTB word LM: RNN/GRU/Transformer x SGD, SGD with per-epoch decay, Adam (perplexity curves).",
-            "lm", ("rnn", "gru", "transformer"), ("sgd:lr=1", "sgd-decay:lr=1", "adam:lr=0.001"), {},
+            "lm", ("rnn", "gru", "transformer"), ("sgd:lr=20", "sgd-decay:lr=20", "adam:lr=0.001"), {},
             ptb_small, ptb_full, ptb_arch),
         "multi30k": Study(
             "Multi30k German-English: LSTM encoder-decoder with and without the source reversed.",
             "translation", ("lstm",), ("adam",), {"reverse_source": ("false", "true")},
-            ("--data", _data("multi30k"), "--hidden-size", "256", "--num-layers", "2", "--max-epochs", "2"),
-            ("--data", _data("multi30k"), "--hidden-size", "512", "--num-layers", "2", "--max-epochs", "10")),
+            ("--data", _data("multi30k/raw"), "--attention", "none", "--hidden-size", "256", "--num-layers", "2",
+             "--max-epochs", "3"),
+            ("--data", _data("multi30k/raw"), "--attention", "none", "--hidden-size", "512", "--num-layers", "2",
+             "--embed-size", "256", "--dropout", "0.5", "--embed-dropout", "0.5", "--max-epochs", "10")),
         "gradients": Study(
             "Per-step validation loss and gradient norms d(last loss)/d(input_t) across architectures (PTB).",
             "lm", ("rnn", "gru", "lstm", "transformer"), ("adam:lr=0.001",), {},
