@@ -25,7 +25,7 @@ def final_records(run_dir):
 def test_sweep_skips_finished_runs_resumes_interrupted_ones_and_compares(tmp_path):
     out = tmp_path / "sweep"
     args = ["sweep", "addition", "--arch", "rnn,lstm", "--grid", "seq-len=5,6", *TINY, "--out", str(out)]
-    result = zoo(*args)
+    result = zoo(*args, "--jobs", "2")   # two runs at a time
     assert result.exit_code == 0, result.output
     names = ["rnn-adam-seq_len=5", "rnn-adam-seq_len=6", "lstm-adam-seq_len=5", "lstm-adam-seq_len=6"]
     for name in names:
@@ -154,3 +154,12 @@ def test_a_study_whose_task_is_not_installed_says_so(monkeypatch):
     assert result.exit_code == 1
     assert result.output.strip() == ("Error: study tagging needs the 'tagging' task, which is not installed "
                                      "(see `zoo list`)")
+
+
+def test_parallel_runs_share_the_cores(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(study.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert study._thread_env(1) is None
+    assert study._thread_env(2)["OMP_NUM_THREADS"] == "4" and study._thread_env(16)["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert study._thread_env(2) is None   # the user's setting stands

@@ -87,7 +87,7 @@ def studies() -> dict[str, Study]:
             "Multi30k German-English: LSTM encoder-decoder with and without the source reversed.",
             "translation", ("lstm",), ("adam",), {"reverse_source": ("false", "true")},
             ("--data", _data("multi30k/raw"), "--attention", "none", "--hidden-size", "256", "--num-layers", "2",
-             "--max-epochs", "3"),
+             "--max-epochs", "2"),
             ("--data", _data("multi30k/raw"), "--attention", "none", "--hidden-size", "512", "--num-layers", "2",
              "--embed-size", "256", "--dropout", "0.5", "--embed-dropout", "0.5", "--max-epochs", "10")),
         "gradients": Study(
@@ -218,6 +218,7 @@ def run_sweep(task: str, runs: list[PlannedRun], out: Path, *, jobs: int = 1, th
     _write_manifest(out, task, runs, manifest or {})
     outcome: dict[str, list[str]] = {"skipped": [], "trained": [], "resumed": [], "failed": []}
     lock = threading.Lock()
+    env = _thread_env(jobs)
 
     def one(i: int, r: PlannedRun) -> None:
         d = out / r.name
@@ -235,14 +236,14 @@ def run_sweep(task: str, runs: list[PlannedRun], out: Path, *, jobs: int = 1, th
         if argv:
             with lock:
                 echo(f"{tag}: {'resuming' if key == 'resumed' else 'training'}: zoo {shlex.join(argv)}")
-            if not _call(argv, log):
+            if not _call(argv, log, env):
                 with lock:
                     outcome["failed"].append(r.name)
                     echo(f"{tag}: FAILED: {_last_line(log)} (log: {log})")
                 return
         ok_marker = out / "logs" / f"{r.name}.then.ok"
         if then and not ok_marker.exists():
-            if not _call([then[0], str(d), *then[1:]], log):
+            if not _call([then[0], str(d), *then[1:]], log, env):
                 with lock:
                     outcome["failed"].append(r.name)
                     echo(f"{tag}: `zoo {then[0]}` FAILED: {_last_line(log)} (log: {log})")
@@ -263,11 +264,21 @@ def run_sweep(task: str, runs: list[PlannedRun], out: Path, *, jobs: int = 1, th
     return outcome
 
 
-def _call(argv: list[str], log: Path) -> bool:
+def _thread_env(jobs: int) -> dict[str, str] | None:
+    """With several runs at once, each gets its share of the cores: torch would otherwise start one
+    thread per core in every run, and oversubscribed cores run slower than one run at a time.
+    A thread count the user set (``OMP_NUM_THREADS``) is kept."""
+    if jobs <= 1 or "OMP_NUM_THREADS" in os.environ:
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return {**os.environ, "OMP_NUM_THREADS": str(max(1, cores // jobs))}
+
+
+def _call(argv: list[str], log: Path, env: dict[str, str] | None = None) -> bool:
     with open(log, "a", encoding="utf-8") as f:
         f.write(f"$ zoo {shlex.join(argv)}\n")
         f.flush()
-        return subprocess.run(zoo_argv(*argv), stdout=f, stderr=subprocess.STDOUT).returncode == 0
+        return subprocess.run(zoo_argv(*argv), stdout=f, stderr=subprocess.STDOUT, env=env).returncode == 0
 
 
 def _last_line(log: Path) -> str:
