@@ -134,7 +134,9 @@ def test_word_vocabulary_min_freq_lowercase_and_unk(corpus):
     common = tr_data.decode(tok, tr_data.encode(tok, ["A DOG runs."], 100)[0])
     assert common.startswith("a dog")   # lower-cased; "a" and "dog" are frequent enough
     assert tok.get_vocab_size() < loaded(corpus, min_freq=1).tokenizers["tgt"].get_vocab_size()
-    assert tok.token_to_id("<unk>") in tr_data.encode(tok, ["zebra"], 100)[0]
+    ids = tr_data.encode(tok, ["a zebra."], 100)[0]
+    assert tok.token_to_id("<unk>") in ids
+    assert tr_data.decode(tok, ids) == "a <unk>."   # an unknown word keeps its space
 
 
 def test_shared_vocabulary_covers_both_languages(corpus):

@@ -294,10 +294,12 @@ def encode(tok, texts: list[str], max_len: int, *, reverse: bool = False, sos: b
 
 def decode(tok, ids: list[int]) -> str:
     """Ids (after ``<sos>``, up to ``<eos>``) -> text with its original spacing."""
-    eos = SPECIALS.index(EOS)
+    eos, unk = SPECIALS.index(EOS), SPECIALS.index(UNK)
     if eos in ids:
         ids = ids[: ids.index(eos)]
-    return tok.decode([i for i in ids if i >= len(SPECIALS) or i == SPECIALS.index(UNK)], skip_special_tokens=False)
+    # <unk> stands for a word, which followed a space ("▁word"): give it one too
+    tokens = [MARK + UNK if i == unk else tok.id_to_token(i) for i in ids if i >= len(SPECIALS) or i == unk]
+    return tok.decoder.decode(tokens) if tokens else ""
 
 
 # ---- loading -------------------------------------------------------------------------------------
