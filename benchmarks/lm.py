@@ -3,14 +3,19 @@
     python benchmarks/lm.py --list
     python benchmarks/lm.py ptb-small-lstm                    # the full recipe
     python benchmarks/lm.py ptb-small-lstm --max-steps 50     # a smoke run of the same command
+    python benchmarks/lm.py ptb-small-lstm --out runs/bench-ptb-small-lstm --reuse   # report on a finished run
 
 For a recipe it prints and runs the exact ``zoo train lm ARCH ...`` command (the real CLI, in a
-subprocess), then reports from the run directory:
+subprocess), or with ``--reuse`` takes the finished run already in ``--out``, then reports from the
+run directory:
 
 - validation/test perplexity (or bits per char) of the best checkpoint, and the wall-clock time;
-- training tokens/s of zoo's loop body (``zoo_core.train_loop.fit``: task.step, backward, clip,
-  optimizer step, stats kept on the device) against a plain PyTorch loop on the *same model and
-  data* in the style of PyTorch's ``examples/word_language_model`` (``loss.item()`` every batch);
+- training tokens/s of zoo's real trainer (the run's own config, built as ``zoo train`` builds it,
+  run through the DefaultTrainer's ``fit`` in a temporary directory; the clock reads when ``fit``
+  calls ``task.step`` for warm-up step W and for step W + N, so the N timed steps are whole loop
+  iterations and evaluation, checkpoints, card and plots fall outside; they are reported apart)
+  against a plain PyTorch loop on the *same model and data* in the style of PyTorch's
+  ``examples/word_language_model`` (``loss.item()`` every batch);
 - generation tokens/s for 500 tokens with the carried state / key-value cache against re-running
   the prefix for every token, and the speed-up;
 - peak resident memory of the training process and of this one (and CUDA peak when on a GPU).
@@ -35,17 +40,25 @@ PTB, WT2, SHAKESPEARE = DATA / "ptb", DATA / "wikitext-2", DATA / "tinyshakespea
 
 # name -> (architecture, options, what it reproduces)
 RECIPES: dict[str, tuple[str, list[str], str]] = {
+    # Zaremba et al. 2014 with their TF code's settings (ptb_word_lm.py, whose table these val/test
+    # figures come from). That code sums the loss over the time steps and averages it over the batch,
+    # so its gradient is bptt times ours (a per-token mean): its lr 1 and clip 5 at 20 steps are lr 20
+    # and clip 0.25 here (lr 1 / clip 5 on a mean loss trains ~20x too slowly).
+    # One deviation: tied input/output embeddings (Press & Wolf 2017), which only help.
     "ptb-small-lstm": ("lstm", [
         "--data", str(PTB), "--hidden-size", "200", "--num-layers", "2", "--bptt", "20", "--batch-size", "20",
-        "--optimizer", "sgd", "--lr", "1", "--clip-grad-norm", "5", "--schedule", "decay_per_epoch",
-        "--lr-decay", "2", "--decay-start", "4", "--max-epochs", "13", "--init-range", "0.1"],
-        "Zaremba et al. 2014 small: 2x200, no dropout, 13 epochs (val 121.4 / test 115.9)"),
+        "--optimizer", "sgd", "--lr", "20", "--clip-grad-norm", "0.25", "--schedule", "decay_per_epoch",
+        "--lr-decay", "2", "--decay-start", "4", "--max-epochs", "13", "--init-range", "0.1", "--tie-weights"],
+        "Zaremba et al. 2014 small: 2x200, no dropout, 13 epochs (TF code: val 121.4 / test 115.9), tied weights"),
+    # Zaremba medium: the same scaling gives lr 35 / clip 5/35 at bptt 35; we use PyTorch's
+    # examples/word_language_model values, lr 20 and clip 0.25, instead. lr decay 1/0.8 = 1.25 per
+    # epoch from epoch 6 (0-based), as their MediumConfig.
     "ptb-medium-lstm": ("lstm", [
         "--data", str(PTB), "--hidden-size", "650", "--num-layers", "2", "--dropout", "0.5",
         "--embed-dropout", "0.5", "--output-dropout", "0.5", "--bptt", "35", "--batch-size", "20",
-        "--optimizer", "sgd", "--lr", "1", "--clip-grad-norm", "5", "--schedule", "decay_per_epoch",
-        "--lr-decay", "1.2", "--decay-start", "6", "--max-epochs", "39", "--init-range", "0.05"],
-        "Zaremba et al. 2014 medium: 2x650, dropout 0.5, 39 epochs (val 86.2 / test 82.1)"),
+        "--optimizer", "sgd", "--lr", "20", "--clip-grad-norm", "0.25", "--schedule", "decay_per_epoch",
+        "--lr-decay", "1.25", "--decay-start", "6", "--max-epochs", "39", "--init-range", "0.05"],
+        "Zaremba et al. 2014 medium: 2x650, dropout 0.5, 39 epochs (TF code: val 86.2 / test 82.1)"),
     "ptb-gru": ("gru", [
         "--data", str(PTB), "--hidden-size", "650", "--num-layers", "2", "--dropout", "0.5",
         "--embed-dropout", "0.5", "--output-dropout", "0.5", "--tie-weights", "--bptt", "35", "--batch-size", "20",
@@ -100,85 +113,184 @@ def train(recipe: str, out: Path, extra: list[str]) -> dict:
     if proc.returncode:
         print(proc.stdout[-3000:])
         raise SystemExit(f"training failed ({proc.returncode})")
-    final = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()][-1]
+    final = finished(out)
+    if final is None:
+        raise SystemExit(f"{out}: training exited 0 but wrote no final record to metrics.jsonl")
     return {"wall_s": wall, "validation": final.get("validation"), "test": final.get("test"),
             "train_peak_rss_mb": _rss_mb(resource.RUSAGE_CHILDREN)}
 
 
-def _load_for_training(run_dir: Path, device):
+def finished(run_dir: Path) -> dict | None:
+    """The final record of a finished run (``"final": true`` with test metrics), else None."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    final = None
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("final") and record.get("test"):
+            final = record
+    return final
+
+
+def _options(command: list[str]) -> dict[str, str | None]:
+    """``--flag value`` / ``--flag`` pairs of a command line."""
+    out, i = {}, 0
+    while i < len(command):
+        if command[i].startswith("--"):
+            takes = i + 1 < len(command) and not command[i + 1].startswith("--")
+            out[command[i]] = command[i + 1] if takes else None
+            i += 2 if takes else 1
+        else:
+            i += 1
+    return out
+
+
+def reuse(recipe: str, out: Path) -> dict:
+    """Report on the finished run in ``out`` instead of training; says how it differs from the recipe."""
+    from zoo_core.checkpoint import read_config
+
+    final = finished(out)
+    if final is None:
+        raise SystemExit(f"--reuse: {out} holds no finished run (no final record with test metrics in "
+                         f"metrics.jsonl); wait for it to finish (an interrupted one continues with "
+                         f"`zoo train --resume {out}`) or choose another --out")
+    config = read_config(out)
+    command = config.get("command") or "(not recorded)"
+    print("reusing", out, "trained by:", command, flush=True)
+    arch, options, _ = RECIPES[recipe]
+    if config["architecture"]["name"] != arch or config["task"]["name"] != "lm":
+        raise SystemExit(f"--reuse: {out} is a {config['task']['name']} x {config['architecture']['name']} run, "
+                         f"not the recipe's lm x {arch}")
+    ignore = {"--out", "--data", "--device", "--log-every", "--quiet", "--max-steps"}
+    want = {k: v for k, v in _options(options).items() if k not in ignore}
+    got = {k: v for k, v in _options(shlex.split(command)).items() if k not in ignore}
+    differ = sorted(k for k in want.keys() | got.keys() if want.get(k, "<unset>") != got.get(k, "<unset>"))
+    data = config["task"]["config"].get("data")
+    if data and Path(data).resolve() != Path(_options(options)["--data"]).resolve():
+        differ.append(f"--data ({data})")
+    if differ:
+        print("warning: the run's options differ from the recipe's:", ", ".join(differ))
+    cut = _options(shlex.split(command)).get("--max-steps")
+    if cut and cut != _options(options).get("--max-steps"):
+        print(f"note: a smoke run, cut short by --max-steps {cut}")
+    return {"wall_s": final.get("time"), "validation": final.get("validation"), "test": final.get("test"),
+            "train_peak_rss_mb": None}
+
+
+def _load_for_training(run_dir: Path, device, directory: Path | None = None):
+    """The run of ``run_dir``'s config.json built as ``zoo train`` builds it: task, data, fresh model (seeded)."""
     from zoo_core import run as runs
     from zoo_core.checkpoint import read_config
 
     run = runs.from_config(read_config(run_dir))
+    run.trainer_config.device = device.type
+    run.directory = directory
     runs.build(run)
-    run.task.load_data(None)
+    run.task.load_data(str(directory) if directory else None)
     runs.build_model(run)
     return run, run.model.to(device).train()
 
 
-def throughput(run_dir: Path, steps: int, device) -> dict:
-    """Tokens/s of zoo's loop body vs a plain PyTorch loop, same model, same windows, fresh weights."""
+def _sync(device) -> None:
     import torch
 
-    from zoo_core.nn import detach_state, to_device
-    from zoo_core.train_loop import lr_at, make_optimizer
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+
+def zoo_throughput(run_dir: Path, steps: int, warmup: int, device) -> dict:
+    """Tokens/s of the real trainer: the DefaultTrainer's ``fit`` on the run's config for warmup + steps + 1
+    steps in a temporary directory, timed between its calls of ``task.step`` number ``warmup`` and
+    ``warmup + steps`` (whole loop iterations: batch, step, backward, clip, optimizer, stats, logging)."""
+    import contextlib
+    import io
+    import tempfile
+
+    from zoo_core.checkpoint import write_json
+
+    with tempfile.TemporaryDirectory(prefix="zoo-bench-") as tmp:
+        directory = Path(tmp) / "run"
+        run, _ = _load_for_training(run_dir, device, directory)
+        cfg = run.trainer_config
+        cfg.max_steps, cfg.max_epochs = warmup + steps + 1, None
+        cfg.eval_every = cfg.max_steps   # validation once, after the last step (not at an epoch end)
+        directory.mkdir(parents=True)
+        write_json(directory / "config.json", run.to_json())   # as zoo_core.cli.train._train does
+        run.task.save_artifacts(str(directory))
+
+        task, real_step = run.task, run.task.step
+        calls, stamps, tokens = [0], {}, [0]
+
+        def timed_step(model, batch, state=None):
+            i = calls[0]
+            calls[0] += 1
+            if i in (warmup, warmup + steps):
+                _sync(device)
+                stamps[i] = time.perf_counter()
+            if warmup <= i < warmup + steps:
+                tokens[0] += batch["y"].numel()
+            return real_step(model, batch, state)
+
+        task.step = timed_step   # an instance attribute: fit calls run.task.step
+        started = time.perf_counter()
+        with contextlib.redirect_stderr(io.StringIO()):   # fit's progress lines
+            result = run.trainer_entry.cls().fit(run)
+        total = time.perf_counter() - started
+    if len(stamps) < 2:
+        raise SystemExit(f"throughput: fit stopped after {calls[0]} steps, before the {warmup + steps} needed")
+    timed = stamps[warmup + steps] - stamps[warmup]
+    return {"tokens_per_s": tokens[0] / timed, "timed_s": timed, "fit_s": total, "steps": result["steps"]}
+
+
+def plain_throughput(run_dir: Path, steps: int, warmup: int, device) -> dict:
+    """PyTorch's examples/word_language_model loop on the same model (same seed), windows and optimizer."""
+    import torch
+
+    from zoo_core.nn import detach_state
+    from zoo_core.train_loop import make_optimizer
 
     run, model = _load_for_training(run_dir, device)
     cfg, task = run.trainer_config, run.task
     amp = device.type == "cuda" and cfg.precision in ("auto", "bf16")
-    batches = list(zip(range(steps + 3), task.batches("train", cfg.batch_size)))
-    n_tokens = sum(b["y"].numel() for _, b in batches[3:])
-
-    # zoo: the body of zoo_core.train_loop.fit
+    torch.manual_seed(cfg.seed)
     optimizer = make_optimizer(cfg, model.parameters())
-    sums, carry = {}, None
-    for i, batch in batches:
-        if i == 3:
-            sync()
-            t0 = time.perf_counter()
-        batch = to_device(batch, device)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(cfg, i, 0)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            result = task.step(model, batch, carry)
-        carry = detach_state(result.state)
-        optimizer.zero_grad(set_to_none=True)
-        result.loss.backward()
-        if cfg.clip_grad_norm:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
-        optimizer.step()
-        for k, v in result.stats.items():
-            sums[k] = sums.get(k, 0) + v.detach().double()
-    sync()
-    zoo_s = time.perf_counter() - t0
+    hidden, total, tokens, i = None, 0.0, 0, 0
+    while i < warmup + steps:
+        for batch in task.batches("train", cfg.batch_size):
+            if i == warmup:
+                _sync(device)
+                t0 = time.perf_counter()
+            if i == warmup + steps:
+                break
+            x, y = batch["x"].to(device), batch["y"].to(device)
+            optimizer.zero_grad()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                logits, hidden = model(x, hidden if model.stateful else None)
+            hidden = detach_state(hidden) if model.stateful else None
+            loss = torch.nn.functional.cross_entropy(logits.float().view(-1, logits.shape[-1]), y.reshape(-1))
+            loss.backward()
+            if cfg.clip_grad_norm:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+            optimizer.step()
+            total += loss.item()
+            tokens += y.numel() if i >= warmup else 0
+            i += 1
+        hidden = None   # a new pass over the data starts from a fresh state
+    _sync(device)
+    return {"tokens_per_s": tokens / (time.perf_counter() - t0)}
 
-    # plain loop (examples/word_language_model): same model, loss.item() each batch
-    run, model = _load_for_training(run_dir, device)
-    optimizer = make_optimizer(cfg, model.parameters())
-    hidden, total = None, 0.0
-    for i, batch in batches:
-        if i == 3:
-            sync()
-            t0 = time.perf_counter()
-        x, y = batch["x"].to(device), batch["y"].to(device)
-        optimizer.zero_grad()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits, hidden = model(x, hidden if model.stateful else None)
-        hidden = detach_state(hidden) if model.stateful else None
-        loss = torch.nn.functional.cross_entropy(logits.float().view(-1, logits.shape[-1]), y.reshape(-1))
-        loss.backward()
-        if cfg.clip_grad_norm:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
-        optimizer.step()
-        total += loss.item()
-    sync()
-    plain_s = time.perf_counter() - t0
-    return {"zoo_tokens_per_s": n_tokens / zoo_s, "plain_tokens_per_s": n_tokens / plain_s,
-            "ratio": plain_s / zoo_s, "steps": steps}
+
+def throughput(run_dir: Path, steps: int, device, warmup: int = 3) -> dict:
+    """Tokens/s of zoo's trainer vs a plain PyTorch loop, same model, same windows, fresh weights."""
+    zoo = zoo_throughput(run_dir, steps, warmup, device)
+    plain = plain_throughput(run_dir, steps, warmup, device)
+    return {"zoo_tokens_per_s": zoo["tokens_per_s"], "plain_tokens_per_s": plain["tokens_per_s"],
+            "ratio": zoo["tokens_per_s"] / plain["tokens_per_s"], "steps": steps, "warmup": warmup,
+            "fit_s": zoo["fit_s"], "timed_s": zoo["timed_s"], "fit_steps": zoo["steps"]}
 
 
 def generation(run_dir: Path, n: int, device) -> dict:
@@ -211,15 +323,19 @@ def main(argv=None) -> None:
     p.add_argument("recipe", nargs="?", choices=sorted(RECIPES))
     p.add_argument("--list", action="store_true", help="List the recipes and their commands.")
     p.add_argument("--out", help="Run directory [default: runs/bench-RECIPE-<time>].")
+    p.add_argument("--reuse", action="store_true",
+                   help="If --out already holds a finished run, report from it instead of training.")
     p.add_argument("--max-steps", type=int, help="Cut the recipe short (smoke run): adds --max-steps N.")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--throughput-steps", type=int, default=30)
-    p.add_argument("--gen-tokens", type=int, default=500)
+    p.add_argument("--throughput-steps", type=int, default=30, help="Timed training steps (0: skip).")
+    p.add_argument("--gen-tokens", type=int, default=500, help="Tokens to generate (0: skip).")
     args = p.parse_args(argv)
     if args.list or not args.recipe:
         for name, (arch, options, what) in RECIPES.items():
             print(f"{name}: {what}\n  zoo train lm {arch} {shlex.join(options)}")
         return
+    if args.reuse and not args.out:
+        p.error("--reuse needs --out RUN_DIR")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     import torch
 
@@ -231,20 +347,33 @@ def main(argv=None) -> None:
     if args.max_steps:
         extra += ["--max-steps", str(args.max_steps)]
     print(f"recipe {args.recipe}: {RECIPES[args.recipe][2]}")
-    result = train(args.recipe, out, extra)
-    level = "bits_per_char" if "char" in RECIPES[args.recipe][1] else "perplexity"
+    if args.reuse and out.exists() and any(out.iterdir()):
+        result = reuse(args.recipe, out)
+    else:
+        result = train(args.recipe, out, extra)
+    from zoo_core.checkpoint import read_config
+
+    level = "bits_per_char" if read_config(out)["task"]["config"]["level"] == "char" else "perplexity"
     for split in ("validation", "test"):
         m = result[split] or {}
         print(f"{split}: {level} {m.get(level, float('nan')):.4f} (loss {m.get('loss', float('nan')):.4f})")
-    print(f"training wall time: {result['wall_s']:.1f} s; peak RSS of the training process "
-          f"{result['train_peak_rss_mb']:.0f} MiB")
-    tp = throughput(out, args.throughput_steps, device)
-    print(f"train tokens/s: zoo {tp['zoo_tokens_per_s']:.0f}, plain PyTorch loop {tp['plain_tokens_per_s']:.0f} "
-          f"(zoo/plain {tp['ratio']:.2f}x, {tp['steps']} steps after 3 warm-up)")
-    gen = generation(out, args.gen_tokens, device)
-    print(f"generate {gen['tokens']} tokens: cached {gen['cached_tokens_per_s']:.0f} tokens/s, re-running the "
-          f"prefix {gen['rerun_tokens_per_s']:.0f} tokens/s, speed-up {gen['speedup']:.1f}x "
-          f"(context {gen['context'] or 'unlimited'}, same tokens: {gen['same_tokens']})")
+    wall = f"{result['wall_s']:.1f} s" if result["wall_s"] is not None else "unknown"
+    if result["train_peak_rss_mb"] is None:
+        print(f"training time (fit, from metrics.jsonl): {wall}")
+    else:
+        print(f"training wall time: {wall}; peak RSS of the training process {result['train_peak_rss_mb']:.0f} MiB")
+    if args.throughput_steps:
+        tp = throughput(out, args.throughput_steps, device)
+        print(f"train tokens/s: zoo {tp['zoo_tokens_per_s']:.0f}, plain PyTorch loop {tp['plain_tokens_per_s']:.0f} "
+              f"(zoo/plain {tp['ratio']:.2f}x; {tp['steps']} steps after {tp['warmup']} warm-up)")
+        print(f"  zoo: DefaultTrainer.fit for {tp['fit_steps']} steps took {tp['fit_s']:.1f} s, of which the "
+              f"{tp['steps']} timed steps {tp['timed_s']:.2f} s; the rest is set-up, warm-up, the first and last "
+              f"checkpoint, validation + test evaluation, card and plots")
+    if args.gen_tokens:
+        gen = generation(out, args.gen_tokens, device)
+        print(f"generate {gen['tokens']} tokens: cached {gen['cached_tokens_per_s']:.0f} tokens/s, re-running the "
+              f"prefix {gen['rerun_tokens_per_s']:.0f} tokens/s, speed-up {gen['speedup']:.1f}x "
+              f"(context {gen['context'] or 'unlimited'}, same tokens: {gen['same_tokens']})")
     print(f"peak RSS of this process {_rss_mb():.0f} MiB"
           + (f"; CUDA peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB" if device.type == "cuda" else ""))
 

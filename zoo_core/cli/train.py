@@ -254,6 +254,13 @@ def _resume(directory: str, task, arch, given, quiet) -> None:
     _train(run, quiet)
 
 
+def _first_batch(run) -> None:
+    """Ask for one training batch before anything is written: a batch size or window the data
+    cannot fill is then a one-line error that leaves no half-made run directory behind."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    next(iter(run.task.batches("train", run.trainer_config.batch_size, rank=_rank(), world_size=world)), None)
+
+
 def _train(run, quiet: bool) -> None:
     from zoo_core import run as runs
     from zoo_core.checkpoint import write_json
@@ -261,6 +268,7 @@ def _train(run, quiet: bool) -> None:
     runs.build(run)
     run.task.load_data(str(run.directory))
     runs.build_model(run)
+    _first_batch(run)
     run.directory.mkdir(parents=True, exist_ok=True)
     if not run.resume and _rank() == 0:
         write_json(run.directory / "config.json", run.to_json())

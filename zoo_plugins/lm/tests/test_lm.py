@@ -228,6 +228,37 @@ def test_temperature_divides_the_logits():
     assert torch.allclose(freq, torch.softmax(z / 2.0, -1), atol=0.01)
 
 
+@pytest.mark.parametrize("settings", [{}, {"temperature": 2.0}, {"top_k": 2}, {"top_p": 0.7, "temperature": 0.5}])
+def test_the_sampler_draws_from_the_filtered_distribution(settings):
+    from zoo_lm.generate import _Sampler
+
+    z = torch.tensor([2.0, 1.0, 0.0, -1.0])
+    draw = _Sampler(torch.device("cpu"), 0, settings.get("temperature", 1.0), settings.get("top_k"),
+                    settings.get("top_p"))
+    draws = torch.cat([draw(z) for _ in range(20_000)])
+    freq = torch.bincount(draws, minlength=4).float() / len(draws)
+    expected = filtered_probs(z, settings.get("temperature", 1.0), settings.get("top_k"), settings.get("top_p"))
+    assert torch.allclose(freq, expected, atol=0.012), (freq, expected)
+    assert torch.all(freq[expected == 0] == 0)   # filtered-out tokens are never drawn
+
+
+def test_sampling_restores_the_kernel_switch(corpus):
+    task = loaded(data=str(corpus), bptt=4)
+    model = build(task, "lstm").eval()
+    before = torch.backends.mkldnn.enabled
+    assert sample(model, [1, 2], 20, seed=1) == sample(model, [1, 2], 20, seed=1, cached=False)
+    assert torch.backends.mkldnn.enabled == before
+
+
+def test_sampling_from_nan_logits_is_an_error(corpus):
+    task = loaded(data=str(corpus), bptt=4)
+    model = build(task, "lstm").eval()
+    with torch.no_grad():
+        model.decoder.bias.fill_(float("nan"))
+    with pytest.raises(ZooError, match="NaN"):
+        sample(model, [1, 2], 5)
+
+
 def test_top_k_and_top_p():
     z = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05]))
     assert torch.allclose(filtered_probs(z, 1.0, top_k=2), torch.tensor([0.625, 0.375, 0, 0]))
@@ -259,7 +290,7 @@ def test_bad_inputs_are_one_line_errors_naming_the_file_or_option(tmp_path, corp
     with pytest.raises(ConfigError, match="batch_size"):
         task.batches("train", 10_000)
     char = loaded(data=str(corpus), level="char", bptt=4)
-    with pytest.raises(ZooError, match="--prompt: character 'Z'"):
+    with pytest.raises(ConfigError, match="--prompt: characters .Z., .b., .r. not in"):
         encode_prompt(char, "the Zebra")
 
 
@@ -300,3 +331,78 @@ def test_cli_train_eval_generate_analyze(corpus, tmp_path):
     res = runner.invoke(cli, ["train", "lm", "lstm", "--data", str(corpus), "--batch-size", "5000", "--quiet",
                               "--hidden-size", "8", "--out", str(tmp_path / "y")])
     assert res.exit_code != 0 and "batch_size" in res.output and res.output.count("\n") == 1
+
+
+# ---- bad input through the CLI: one line, exit code 2, nothing written --------------------------
+
+
+def _bad_corpus(tmp_path, corpus, case):
+    if case == "missing split":
+        return write(tmp_path / "m", {"ptb.train.txt": TEXT, "ptb.test.txt": TEXT}), "ptb.valid.txt: missing"
+    if case == "empty split":
+        return write(tmp_path / "e", {"train.txt": TEXT, "valid.txt": "", "test.txt": TEXT}), "valid.txt: empty file"
+    if case == "undecodable split":
+        folder = write(tmp_path / "b", {"train.txt": TEXT, "valid.txt": TEXT, "test.txt": TEXT})
+        (folder / "test.txt").write_bytes(b"ok\n\xff\xfe bad\n")
+        return folder, "test.txt: not UTF-8 text (undecodable byte at offset 3)"
+    if case == "empty file":
+        (tmp_path / "empty.txt").write_bytes(b"")
+        return tmp_path / "empty.txt", "empty.txt: empty file"
+    if case == "undecodable file":
+        (tmp_path / "latin1.txt").write_bytes("caf\u00e9\nna\u00efve\n".encode("latin-1"))
+        return tmp_path / "latin1.txt", "latin1.txt: not UTF-8 text"
+    raise AssertionError(case)
+
+
+@pytest.mark.parametrize("case", ["missing split", "empty split", "undecodable split", "empty file",
+                                  "undecodable file", "bptt too long"])
+def test_cli_bad_data_is_one_line_exit_2_before_the_run_dir_exists(tmp_path, corpus, case):
+    from zoo_core.cli import cli
+
+    if case == "bptt too long":
+        options, expected = ["--data", str(corpus), "--bptt", "1000"], "bptt: 1000 is longer than the training split"
+    else:
+        data, expected = _bad_corpus(tmp_path, corpus, case)
+        options = ["--data", str(data)]
+    out = tmp_path / "run"
+    res = CliRunner().invoke(cli, ["train", "lm", "lstm", *options, "--hidden-size", "8", "--quiet", "--out", str(out)])
+    assert res.exit_code == 2, res.output
+    assert res.output.count("\n") == 1 and expected in res.output and "(" in res.output   # the fix, in brackets
+    assert not out.exists()
+
+
+def test_cli_batch_size_larger_than_the_data_names_the_largest_that_fits(tmp_path, corpus):
+    from zoo_core.cli import cli
+
+    n = len(loaded(data=str(corpus), bptt=35).streams["train"])
+    res = CliRunner().invoke(cli, ["train", "lm", "lstm", "--data", str(corpus), "--batch-size", "100", "--bptt", "35",
+                                   "--hidden-size", "8", "--quiet", "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+    assert f"batch_size: 100 columns of the train split ({n} tokens)" in res.output
+    assert f"use --batch-size {n // 36} or less, or a smaller --bptt" in res.output
+
+
+def test_cli_batch_size_error_writes_no_run_dir(tmp_path, corpus):
+    from zoo_core.cli import cli
+
+    out = tmp_path / "run"
+    res = CliRunner().invoke(cli, ["train", "lm", "lstm", "--data", str(corpus), "--batch-size", "100",
+                                   "--hidden-size", "8", "--quiet", "--out", str(out)])
+    assert res.exit_code == 2
+    assert not out.exists()
+
+
+def test_cli_generate_prompt_outside_a_char_vocabulary(tmp_path, corpus):
+    from zoo_core.cli import cli
+
+    runner, run = CliRunner(), tmp_path / "run"
+    res = runner.invoke(cli, ["train", "lm", "lstm", "--data", str(corpus), "--level", "char", "--bptt", "8",
+                              "--batch-size", "4", "--hidden-size", "8", "--max-steps", "2", "--quiet",
+                              "--out", str(run), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(cli, ["generate", str(run), "--prompt", "the Zebra", "--max-tokens", "3", "--device", "cpu"])
+    assert res.exit_code == 2 and res.output.count("\n") == 1, res.output
+    assert "--prompt: characters 'Z', 'b', 'r' not in this model's vocabulary" in res.output
+    assert "use only characters of its training text: '\\n acdefghilmnost'" in res.output
+    res = runner.invoke(cli, ["generate", str(run), "--prompt", "the cat", "--max-tokens", "3", "--device", "cpu"])
+    assert res.exit_code == 0 and res.output.startswith("the cat"), res.output

@@ -329,9 +329,11 @@ def windows(task, split: str, batch_size: int, *, start: int = 0, rank: int = 0,
     bptt = bptt or task.config.bptt
     length = len(stream) // (batch_size * world_size)
     if length < bptt + 1:
-        raise ConfigError("batch_size", f"{batch_size * world_size} columns of the {split} split "
-                                        f"({len(stream)} tokens) hold {length} tokens each, fewer than bptt + 1 = "
-                                        f"{bptt + 1}", "lower --batch-size or --bptt")
+        most = len(stream) // ((bptt + 1) * world_size)
+        procs = f" x {world_size} processes" if world_size > 1 else ""
+        raise ConfigError("batch_size", f"{batch_size}{procs} columns of the {split} split ({len(stream)} tokens) "
+                                        f"hold {length} tokens each, fewer than bptt + 1 = {bptt + 1}",
+                          f"use --batch-size {most} or less, or a smaller --bptt" if most else "use a smaller --bptt")
     data = columns(stream, batch_size * world_size)[rank * batch_size:(rank + 1) * batch_size]
     return _windows(data, bptt, start)
 

@@ -67,6 +67,8 @@ class MultiheadAttention(nn.Module):
         """
         b, _, t, _ = q.shape
         s = k.shape[2]
+        if t == 1:
+            causal = False   # one query, the newest position: every key is in its past
         allowed = None  # bool, True where a query may attend; broadcasts to [B, H, T, S]
         empty = None
         if key_mask is not None:
