@@ -65,8 +65,9 @@ def _data(name: str) -> str:
 
 def studies() -> dict[str, Study]:
     """The coursework's studies; data paths are under ``$ZOO_DATA`` (default ``./data``)."""
-    ptb_small = ("--data", _data("ptb"), "--hidden-size", "128", "--num-layers", "2", "--bptt", "35",
-                 "--batch-size", "20", "--max-epochs", "3")
+    ptb_base = ("--data", _data("ptb"), "--hidden-size", "128", "--num-layers", "2", "--bptt", "35",
+                "--batch-size", "20")
+    ptb_small = ptb_base + ("--max-epochs", "2", "--eval-every", "400")
     ptb_full = ("--data", _data("ptb"), "--bptt", "35", "--batch-size", "20", "--max-epochs", "40",
                 "--dropout", "0.35", "--embed-dropout", "0.35", "--output-dropout", "0.35")
     ptb_arch = {"rnn": ("--hidden-size", "1500", "--num-layers", "2"),
@@ -77,7 +78,7 @@ def studies() -> dict[str, Study]:
         "adding": Study(
             "Adding task: every architecture at lengths 5, 10, 30 and 100 (accuracy against length).",
             "addition", ("rnn", "gru", "lstm", "transformer"), ("adam",), {"seq_len": ("5", "10", "30", "100")},
-            ("--hidden-size", "128", "--num-layers", "2", "--max-steps", "1000", "--eval-every", "50"),
+            ("--hidden-size", "128", "--num-layers", "2", "--max-steps", "1000", "--eval-every", "50", "--target", "0.99"),
             ("--hidden-size", "128", "--num-layers", "2", "--max-steps", "5000", "--eval-every", "100")),
         "ptb": Study(
             "PTB word LM: RNN/GRU/Transformer x SGD, SGD with per-epoch decay, Adam (perplexity curves).",
@@ -93,7 +94,7 @@ def studies() -> dict[str, Study]:
         "gradients": Study(
             "Per-step validation loss and gradient norms d(last loss)/d(input_t) across architectures (PTB).",
             "lm", ("rnn", "gru", "lstm", "transformer"), ("adam:lr=0.001",), {},
-            ptb_small[:-1] + ("1",), ptb_full, ptb_arch, then=("analyze", "--per-step-loss", "--grad-norms")),
+            ptb_base + ("--max-epochs", "1"), ptb_full, ptb_arch, then=("analyze", "--per-step-loss", "--grad-norms")),
     }
 
 
