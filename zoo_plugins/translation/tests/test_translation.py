@@ -432,3 +432,23 @@ def test_cli_errors_are_one_line(trained_run, args, message):
     proc = subprocess.run([sys.executable, "-m", "zoo_core.cli", *args], capture_output=True, text=True)
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_a_hub_id_offline_is_a_one_line_error():
+    task = Translation(build_config(TranslationConfig, {"data": "bentrevett/multi30k"}))
+    with pytest.raises(ConfigError, match="'bentrevett/multi30k' is not a local folder, and loading it as a hub "
+                                          "dataset failed") as err:
+        task.load_data(None)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("arch", ["gru", "transformer"])
+def test_scheduled_sampling_trains(corpus, arch):
+    task = loaded(corpus, teacher_forcing=0.5)
+    model = model_for(task, arch, **({"num_heads": 2} if arch == "transformer" else {})).train()
+    batch = next(iter(task.batches("train", 8)))
+    assert "teacher_forcing" in batch
+    out = step(task, model, batch)
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and out.stats["count"] == (batch["tgt"][:, 1:] != PAD_ID).sum()
+    assert all(p.grad is not None for p in model.decoder.parameters())
