@@ -8,7 +8,6 @@ larger than memory is never held whole in Python lists (or in RAM).
 
 from __future__ import annotations
 
-import codecs
 import hashlib
 import os
 from collections import Counter
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from zoo_core import ConfigError, ZooError
+from zoo_core.textdata import check_text_file, quiet_datasets
 from zoo_lm import EOS, UNK
 
 SPLITS = ("train", "validation", "test")
@@ -34,29 +34,6 @@ DEFAULT_BPE_VOCAB = 8000
 
 
 # ---- files ---------------------------------------------------------------------------------------
-
-
-def _check_text_file(path: Path) -> None:
-    """Exists, non-empty, valid UTF-8 (decoded in 1 MiB chunks, so a large file costs no memory)."""
-    if not path.is_file():
-        raise ConfigError("data", f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise ConfigError("data", f"{path}: empty file", "give a file with text in it")
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    offset = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            try:
-                decoder.decode(chunk)
-            except UnicodeDecodeError as e:
-                raise ConfigError("data", f"{path}: not UTF-8 text (undecodable byte at offset "
-                                          f"{offset + e.start})", "convert the file to UTF-8") from None
-            offset += len(chunk)
-        try:
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            raise ConfigError("data", f"{path}: not UTF-8 text (truncated character at the end)",
-                              "convert the file to UTF-8") from None
 
 
 def split_files(folder: Path) -> dict[str, Path]:
@@ -81,41 +58,28 @@ def _looks_like_path(data: str) -> bool:
 # ---- datasets ------------------------------------------------------------------------------------
 
 
-def _quiet_datasets():
-    import datasets
-
-    datasets.logging.set_verbosity_error()
-    return datasets
-
-
 def raw_splits(cfg, keep_linebreaks: bool):
     """``{split: Dataset}`` with one ``text`` column of lines; resolves ``cfg.data`` to an absolute path."""
-    datasets = _quiet_datasets()
     if not cfg.data:
         raise ConfigError("data", "no corpus given",
                           "pass --data DIR (train/valid/test files), --data FILE.txt or --data HUB_ID")
     path = Path(cfg.data).expanduser()
-    bars = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
-    try:
+    with quiet_datasets() as datasets:
         if path.is_dir():
             files = split_files(path)
             for p in files.values():
-                _check_text_file(p)
+                check_text_file(p)
             cfg.data = str(path.resolve())   # so `zoo eval` finds the corpus from any directory
             dd = _load_text(datasets, {s: str(p) for s, p in files.items()}, keep_linebreaks)
             return {s: dd[s] for s in SPLITS}
         if path.is_file():
-            _check_text_file(path)
+            check_text_file(path)
             cfg.data = str(path.resolve())
             ds = _load_text(datasets, {"train": str(path)}, keep_linebreaks)["train"]
             return _split_by_fraction(ds, cfg.split_fraction, path)
         if _looks_like_path(cfg.data):
             raise ConfigError("data", f"{cfg.data}: no such file or folder")
         return _hub_splits(datasets, cfg)
-    finally:
-        if bars:
-            datasets.enable_progress_bars()
 
 
 def _load_text(datasets, files: dict[str, str], keep_linebreaks: bool):
@@ -279,15 +243,8 @@ def load(task) -> None:
     """Fill ``task.tokenizer`` (trained on train unless loaded from a run) and ``task.streams``."""
     cfg = task.config
     splits = raw_splits(cfg, keep_linebreaks=cfg.level != "word")
-    datasets = _quiet_datasets()
-    bars = datasets.is_progress_bar_enabled()
-    if len(splits["train"]) < 200_000:   # progress bars only where encoding takes a while
-        datasets.disable_progress_bars()
-    try:
+    with quiet_datasets(progress=len(splits["train"]) >= 200_000):   # bars only where encoding takes a while
         _load(task, splits)
-    finally:
-        if bars:
-            datasets.enable_progress_bars()
 
 
 def _load(task, splits) -> None:

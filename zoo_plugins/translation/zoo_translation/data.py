@@ -11,8 +11,6 @@ score detokenized text, as sacreBLEU expects.
 
 from __future__ import annotations
 
-import codecs
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Iterator
@@ -21,6 +19,7 @@ import numpy as np
 import torch
 
 from zoo_core import ConfigError, ZooError
+from zoo_core.textdata import check_text_file, quiet_datasets
 from zoo_translation import EOS, PAD, SOS, SPECIALS, UNK
 
 SPLITS = ("train", "validation", "test")
@@ -32,21 +31,6 @@ MARK = "\u2581"   # ▁, the space marker of SentencePiece
 
 
 # ---- files ---------------------------------------------------------------------------------------
-
-
-def _check_text_file(path: Path) -> None:
-    if path.stat().st_size == 0:
-        raise ConfigError("data", f"{path}: empty file", "give a file with one sentence per line")
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    offset = 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            try:
-                decoder.decode(chunk)
-            except UnicodeDecodeError as e:
-                raise ConfigError("data", f"{path}: not UTF-8 text (undecodable byte at offset "
-                                          f"{offset + e.start})", "convert the file to UTF-8") from None
-            offset += len(chunk)
 
 
 def find_split_files(folder: Path, src: str, tgt: str) -> dict[str, tuple[str, list[Path]]]:
@@ -74,20 +58,13 @@ def find_split_files(folder: Path, src: str, tgt: str) -> dict[str, tuple[str, l
             raise ConfigError("data", f"{folder}: no {split} split (looked for {names}, or .tsv/.jsonl)",
                               f"add the {split} files, or check --src-lang {src} --tgt-lang {tgt}")
         for p in found[1]:
-            _check_text_file(p)
+            check_text_file(p)
         out[split] = found
     return out
 
 
 def _looks_like_path(data: str) -> bool:
     return data.startswith((".", "/", "~")) or data.count("/") > 1
-
-
-def _quiet_datasets():
-    import datasets
-
-    datasets.logging.set_verbosity_error()
-    return datasets
 
 
 def _read_text_pair(datasets, files: list[Path]):
@@ -163,14 +140,11 @@ def _check_pairs(ds, where: str) -> "object":
 
 def raw_splits(cfg) -> dict:
     """``{split: Dataset(src, tgt)}``; resolves ``cfg.data`` to an absolute path."""
-    datasets = _quiet_datasets()
     if not cfg.data:
         raise ConfigError("data", "no corpus given", "pass --data DIR (e.g. multi30k with train.de/train.en, "
                                                      "val.*, test_2016_flickr.*) or --data HUB_ID")
     path = Path(cfg.data).expanduser()
-    bars = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
-    try:
+    with quiet_datasets() as datasets:
         if path.is_dir():
             found = find_split_files(path, cfg.src_lang, cfg.tgt_lang)
             cfg.data = str(path.resolve())
@@ -186,9 +160,6 @@ def raw_splits(cfg) -> dict:
         if _looks_like_path(cfg.data):
             raise ConfigError("data", f"{cfg.data}: no such folder")
         return _hub_splits(datasets, cfg)
-    finally:
-        if bars:
-            datasets.enable_progress_bars()
 
 
 def _hub_splits(datasets, cfg):
@@ -309,10 +280,7 @@ def load(task) -> None:
     """Fill ``task.tokenizers`` (trained on train unless loaded from a run) and ``task.splits_data``."""
     cfg = task.config
     splits = raw_splits(cfg)
-    datasets = _quiet_datasets()
-    bars = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
-    try:
+    with quiet_datasets():
         if task.tokenizers is None:
             train = splits["train"]
             if cfg.shared_vocab:
@@ -336,9 +304,6 @@ def load(task) -> None:
             out[split] = ds.map(enc, batched=True, batch_size=1000,
                                 new_fingerprint=Hasher.hash([ds._fingerprint, key]))
         task.splits_data = out
-    finally:
-        if bars:
-            datasets.enable_progress_bars()
 
 
 # ---- batches -------------------------------------------------------------------------------------
@@ -405,18 +370,3 @@ def batches(task, split, batch_size, *, epoch=0, seed=0, start=0, rank=0, world_
 
 def references(task, split: str) -> list[str]:
     return list(task.splits_data[split]["tgt"])
-
-
-def sources(task, split: str) -> list[str]:
-    return list(task.splits_data[split]["src"])
-
-
-def read_lines(path: Path) -> list[str]:
-    try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as e:
-        raise ZooError(f"{path}: not UTF-8 text (undecodable byte at offset {e.start})") from None
-
-
-def dumps(obj) -> str:
-    return json.dumps(obj, ensure_ascii=False)
