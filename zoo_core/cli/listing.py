@@ -117,7 +117,12 @@ def info(names):
         try:
             model = runs.build_model(run)
         except Exception:
-            run.task.load_data()  # some tasks size their model from data (vocabularies)
+            try:
+                run.task.load_data()  # some tasks size their model from data (vocabularies)
+            except ZooError as e:
+                click.echo(f"parameters: depend on the data ({e}); `zoo train` prints the count, "
+                           f"and `zoo info RUN` gives it for a trained run")
+                return
             model = runs.build_model(run)
         n = sum(p.numel() for p in model.parameters())
         click.echo(f"parameters: {n:,} ({t.name} x {a.name}, default configs)")

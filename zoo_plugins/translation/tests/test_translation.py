@@ -452,3 +452,11 @@ def test_scheduled_sampling_trains(corpus, arch):
     out.loss.backward()
     assert torch.isfinite(out.loss) and out.stats["count"] == (batch["tgt"][:, 1:] != PAD_ID).sum()
     assert all(p.grad is not None for p in model.decoder.parameters())
+
+
+def test_info_on_a_data_sized_pair_says_what_the_count_needs():
+    from zoo_core.cli import cli as main
+
+    res = CliRunner().invoke(main, ["info", "translation", "gru"])
+    assert res.exit_code == 0, res.output
+    assert "--attention" in res.output and "parameters: depend on the data (data: no corpus given" in res.output
