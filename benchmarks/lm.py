@@ -70,7 +70,7 @@ RECIPES: dict[str, tuple[str, list[str], str]] = {
         "--embed-dropout", "0.2", "--output-dropout", "0.2", "--tie-weights", "--bptt", "70", "--batch-size", "32",
         "--optimizer", "adamw", "--lr", "1e-3", "--weight-decay", "0.1", "--warmup-steps", "500",
         "--schedule", "cosine", "--max-steps", "20000", "--max-epochs", "none", "--eval-every", "1000",
-        "--clip-grad-norm", "0.5"],
+        "--clip-grad-norm", "0.5", "--init-range", "0.02"],   # GPT-2's init: tied logits start near uniform
         "4x256 pre-norm GPT-style decoder (coursework Transformer val 119)"),
     "shakespeare-char-transformer": ("transformer", [
         "--data", str(SHAKESPEARE), "--level", "char", "--hidden-size", "384", "--num-layers", "6",
