@@ -202,7 +202,7 @@ def _sync(device) -> None:
         torch.cuda.synchronize()
 
 
-def zoo_throughput(run_dir: Path, steps: int, warmup: int, device) -> dict:
+def zoo_throughput(run_dir: Path, steps: int, warmup: int, device, count=lambda batch: batch["y"].numel()) -> dict:
     """Tokens/s of the real trainer: the DefaultTrainer's ``fit`` on the run's config for warmup + steps + 1
     steps in a temporary directory, timed between its calls of ``task.step`` number ``warmup`` and
     ``warmup + steps`` (whole loop iterations: batch, step, backward, clip, optimizer, stats, logging)."""
@@ -232,7 +232,7 @@ def zoo_throughput(run_dir: Path, steps: int, warmup: int, device) -> dict:
                 _sync(device)
                 stamps[i] = time.perf_counter()
             if warmup <= i < warmup + steps:
-                tokens[0] += batch["y"].numel()
+                tokens[0] += int(count(batch))
             return real_step(model, batch, state)
 
         task.step = timed_step   # an instance attribute: fit calls run.task.step

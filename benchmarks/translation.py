@@ -9,8 +9,8 @@ For a recipe it prints and runs the exact ``zoo train translation ARCH ...`` com
 CLI, in a subprocess), then reports from the run directory:
 
 - test_2016 BLEU and chrF (sacreBLEU) of the best checkpoint, greedy and beam 5, and the signature;
-- training target tokens/s of the real trainer, from the run's own log (steps and seconds between
-  log lines with no evaluation in between) times the mean target tokens per training batch;
+- training target tokens/s of the real trainer (``DefaultTrainer.fit`` on the run's config, timed
+  between two of its ``task.step`` calls, as ``benchmarks/lm.py`` does);
 - decoding speed in sentences/s on the test set, greedy and beam 5 (batch 128);
 - peak resident memory of the training process and of this one (and CUDA peak on a GPU).
 """
@@ -75,24 +75,12 @@ def train(recipe: str, out: Path, extra: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def train_throughput(run, records: list[dict]) -> dict:
-    """Target tokens/s of the real training loop, from log lines with no evaluation between them."""
-    import numpy as np
+def train_throughput(run_dir: Path, steps: int, device) -> dict:
+    """Target tokens/s of the real trainer (``benchmarks/lm.py``'s measurement: DefaultTrainer.fit on
+    the run's config, timed between two of its task.step calls), counting non-padding target tokens."""
+    from lm import zoo_throughput
 
-    ds = run.task.splits_data["train"]
-    bs = run.trainer_config.batch_size
-    tokens_per_batch = float(np.sum(np.asarray(ds["tgt_len"]) - 1)) / max(1, -(-len(ds) // bs))
-    rates = []
-    previous = None
-    for r in records:
-        if r.get("final"):
-            break
-        if previous is not None and "train" in r and "validation" not in previous and r["step"] > previous["step"]:
-            rates.append((r["step"] - previous["step"]) / (r["time"] - previous["time"]))
-        previous = r
-    steps_per_s = float(np.median(rates)) if rates else float("nan")
-    return {"steps_per_s": steps_per_s, "tokens_per_s": steps_per_s * tokens_per_batch,
-            "tokens_per_batch": tokens_per_batch}
+    return zoo_throughput(run_dir, steps, 3, device, count=lambda batch: (batch["tgt"][:, 1:] != 0).sum())
 
 
 def decoding(run, beam: int, device) -> dict:
@@ -122,6 +110,7 @@ def main(argv=None) -> None:
     p.add_argument("--reuse", action="store_true", help="Measure the finished run in --out without training.")
     p.add_argument("--max-steps", type=int, help="Cut the recipe short (smoke run): adds --max-steps N.")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--throughput-steps", type=int, default=20)
     args, extra = p.parse_known_args(argv)
     if args.list or not args.recipe:
         for name, (arch, options, what) in RECIPES.items():
@@ -145,18 +134,17 @@ def main(argv=None) -> None:
         extra = ["--device", args.device, *extra] + (["--max-steps", str(args.max_steps)] if args.max_steps else [])
         wall = train(args.recipe, out, extra)
     records = _records(out)
-    final = records[-1]
-    best = final.get("best_step", final.get("step"))
-    print(f"training: {final.get('step')} steps, epoch {final.get('epoch')}, "
+    final, last = records[-1], [r for r in records if not r.get("final")][-1]
+    print(f"training: {last['step']} steps, {last['epoch']} epochs, "
           + (f"{wall:.0f} s wall, " if wall else "") + f"log time {final.get('time', float('nan')):.0f} s; "
-          f"best checkpoint at step {best}")
+          f"best checkpoint (validation BLEU) at step {final['step']}")
     if wall:
         print(f"peak RSS of the training process {_rss_mb(resource.RUSAGE_CHILDREN):.0f} MiB")
     run = runs.load(out, device=str(device))
     run.task.load_data(None)
-    tp = train_throughput(run, records)
-    print(f"train: {tp['tokens_per_s']:.0f} target tokens/s ({tp['steps_per_s']:.2f} steps/s x "
-          f"{tp['tokens_per_batch']:.0f} tokens per batch; the real trainer, from its log)")
+    tp = train_throughput(out, args.throughput_steps, device)
+    print(f"train: {tp['tokens_per_s']:.0f} target tokens/s (DefaultTrainer.fit, {args.throughput_steps} steps "
+          f"after 3 warm-up, {tp['timed_s']:.1f} s)")
     print(f"validation (best): {json.dumps({k: round(v, 3) for k, v in (final.get('validation') or {}).items()})}")
     for beam in (1, 5):
         d = decoding(run, beam, device)
