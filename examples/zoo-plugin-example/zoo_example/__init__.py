@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from zoo_core import Architecture, ConfigError, Task, ZooError, hookimpl, option
 
-zoo_plugin_api = ">=1,<2"  # the zoo plugin API versions this plugin supports (zoo_core.PLUGIN_API)
+zoo_plugin_api = ">=1.1,<2"  # the zoo plugin API versions this plugin supports (1.1: reorder_state)
 
 
 # ---- architecture: diagonal linear state-space recurrence ------------------------------------

@@ -67,3 +67,7 @@ class DiagonalSSMBackbone(Backbone):
             finals.append(h)
         return y, torch.stack(finals)
 
+    def reorder_state(self, state, index):
+        """Beam search: the state of batch rows ``index``; the batch is dim 1 of [num_layers, B, width]."""
+        return state.index_select(1, index)
+
