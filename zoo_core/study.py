@@ -67,7 +67,7 @@ def studies() -> dict[str, Study]:
     """The coursework's studies; data paths are under ``$ZOO_DATA`` (default ``./data``)."""
     ptb_base = ("--data", _data("ptb"), "--hidden-size", "128", "--num-layers", "2", "--bptt", "35",
                 "--batch-size", "20")
-    ptb_small = ptb_base + ("--max-epochs", "2", "--eval-every", "400")
+    ptb_small = ptb_base + ("--max-epochs", "1", "--eval-every", "200")
     ptb_full = ("--data", _data("ptb"), "--bptt", "35", "--batch-size", "20", "--max-epochs", "40",
                 "--dropout", "0.35", "--embed-dropout", "0.35", "--output-dropout", "0.35")
     ptb_arch = {"rnn": ("--hidden-size", "1500", "--num-layers", "2"),
