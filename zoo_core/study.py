@@ -57,6 +57,7 @@ class Study:
     full_args: tuple[str, ...]               # the coursework's size, for a GPU (``--full``)
     full_arch_args: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     then: tuple[str, ...] = ()               # a zoo command run on each finished run: zoo THEN[0] RUN THEN[1:]
+    full_optimizers: tuple[str, ...] = ()    # optimizers for ``--full`` when they differ
 
 
 def _data(name: str) -> str:
@@ -82,8 +83,10 @@ def studies() -> dict[str, Study]:
             ("--hidden-size", "128", "--num-layers", "2", "--max-steps", "5000", "--eval-every", "100")),
         "ptb": Study(
             "PTB word LM: RNN/GRU/Transformer x SGD, SGD with per-epoch decay, Adam (perplexity curves).",
-            "lm", ("rnn", "gru", "transformer"), ("sgd:lr=20", "sgd-decay:lr=20", "adam:lr=0.001"), {},
-            ptb_small, ptb_full, ptb_arch),
+            "lm", ("rnn", "gru", "transformer"),
+            # one epoch on a CPU: the decaying SGD halves its lr every 300 steps instead of every epoch
+            ("sgd:lr=20", "sgd-decay:lr=20:schedule=step:decay_every=300", "adam:lr=0.001"), {},
+            ptb_small, ptb_full, ptb_arch, full_optimizers=("sgd:lr=20", "sgd-decay:lr=20", "adam:lr=0.001")),
         "multi30k": Study(
             "Multi30k German-English: LSTM encoder-decoder with and without the source reversed.",
             "translation", ("lstm",), ("adam",), {"reverse_source": ("false", "true")},

@@ -80,7 +80,7 @@ def sweep(task, train_args, study_name, list_studies, full, archs, optimizers, g
         arch_args = s.full_arch_args if full else {}
         then = s.then
         archs = archs or (",".join(s.archs),)
-        optimizers = optimizers or s.optimizers
+        optimizers = optimizers or (s.full_optimizers if full and s.full_optimizers else s.optimizers)
         grid_values = {**s.grid, **grid_values}
     elif full:
         raise click.UsageError("--full needs --study")
