@@ -600,6 +600,15 @@ def plot_against(runs: list[RunResult], out: Path, metric: str, varying: list[st
     return written
 
 
+# Axis labels and titles for what `zoo analyze` writes; other CSVs are labelled by their column names.
+_ANALYSIS_LABELS = {
+    "per_step_loss": ("position t in the BPTT window", "mean validation loss at t (nats)",
+                      "validation loss against position in the window"),
+    "grad_norms": ("position t in the BPTT window (the last is the loss's)", "||d loss_last / d input_t||",
+                   "gradient of the last position's loss with respect to each input"),
+}
+
+
 def plot_analysis(runs: list[RunResult], out: Path) -> list[Path]:
     """Overlay every run's ``analysis/NAME.csv`` (as ``zoo analyze`` writes): x is the first column,
     y the column whose name appears in NAME (``per_step_loss`` -> ``loss``, ``grad_norms`` -> ``grad_norm``)."""
@@ -627,9 +636,11 @@ def plot_analysis(runs: list[RunResult], out: Path) -> list[Path]:
         positive = [y for y in ys_all if y > 0]
         if positive and len(positive) == len(ys_all) and max(positive) / min(positive) > 100:
             ax.set_yscale("log")
-        ax.set_xlabel((xname or "").replace("_", " "))
-        ax.set_ylabel((yname or "").replace("_", " "))
-        ax.set_title(stem.replace("_", " "))
+        xlabel, ylabel, title = _ANALYSIS_LABELS.get(stem, ((xname or "").replace("_", " "),
+                                                            (yname or "").replace("_", " "), stem.replace("_", " ")))
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         path = out / f"analysis-{stem}.png"
