@@ -88,7 +88,7 @@ def test_install_into_a_fresh_venv_train_and_uninstall(tmp_path):
     # the plugin, with zoo's own command: pip of the venv's interpreter
     out = _run([zoo, "plugins", "install", "-e", EXAMPLE], env, timeout=180)
     assert f"{py} -m pip install -e {EXAMPLE}" in out.stderr
-    assert "zoo-plugin-example 0.1.0  [example]  api >=1,<2" in out.stdout
+    assert "zoo-plugin-example 0.1.0  [example]  api >=1.1,<2" in out.stdout
     assert any(Path(site_dir).glob("*zoo_plugin_example*")), "the example was not installed into the venv"
 
     env["ZOO_LOAD_PLUGINS"] = "zoo-plugin-example,zoo-addition,zoo-recurrent"  # others' plugins stay out of it
