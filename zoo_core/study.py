@@ -503,14 +503,26 @@ def _x_axis(runs: list[RunResult]) -> tuple[str, str]:
     return "step", "optimizer step" + (f" (batch {batch.pop()})" if len(batch) == 1 else "")
 
 
+def _set_by_optimizer(runs: list[RunResult], key: str) -> bool:
+    """A trainer option that the optimizer spec fixes (``sgd-decay:lr=20:decay_every=300``): one value
+    per optimizer label. It is part of the line's label, not a reason for another row of panels."""
+    if not key.startswith("trainer."):
+        return False
+    seen: dict[str, str] = {}
+    for r in runs:
+        value = json.dumps(r.hyper.get(key))
+        if seen.setdefault(r.optimizer, value) != value:
+            return False
+    return True
+
+
 def plot_curves(runs: list[RunResult], out: Path, varying: list[str]) -> list[Path]:
     """Train (dashed) and validation (solid) curves against step/epoch and wall-clock time:
     one figure per optimizer (a line per architecture) and per architecture (a line per optimizer),
     for every metric, with a row of panels per value of the other varying options."""
     plt = _plt()
-    point_keys = [k for k in varying if not k.startswith("architecture.") and k not in (
-        "trainer.seed", "trainer.lr", "trainer.schedule", "trainer.lr_decay", "trainer.decay_start",
-        "trainer.momentum")]
+    point_keys = [k for k in varying if not k.startswith("architecture.") and k != "trainer.seed"
+                  and not _set_by_optimizer(runs, k)]
     metrics = sorted({m for r in runs for rec in r.records for s in ("train", "validation") for m in rec.get(s, {})})
     written = []
     for by, line in (("optimizer", "arch"), ("arch", "optimizer")):
