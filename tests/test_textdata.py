@@ -34,3 +34,26 @@ def test_quiet_datasets_restores_the_progress_bars():
     with quiet_datasets() as ds:
         assert not ds.is_progress_bar_enabled()
     assert datasets.is_progress_bar_enabled()
+
+
+class _FakeDatasets:
+    def __init__(self, splits=None, error=None):
+        self.splits, self.error = splits, error
+
+    def load_dataset(self, data, config):
+        if self.error:
+            raise self.error
+        return self.splits
+
+
+def test_hub_splits_finds_validation_by_its_aliases_and_names_what_is_missing():
+    from zoo_core.textdata import hub_splits
+
+    fake = _FakeDatasets({"train": "T", "dev": "D", "test": "E"})
+    assert hub_splits(fake, "x/y", None, what="folder", fix="f", validation=("validation", "dev")) == {
+        "train": "T", "validation": "D", "test": "E"}
+    with pytest.raises(ConfigError, match=r"hub dataset 'x/y' has no validation split \(has train, dev, test\)"):
+        hub_splits(fake, "x/y", None, what="folder", fix="f")
+    with pytest.raises(ConfigError, match=r"'x/y' is not a local folder, and loading it as a hub dataset failed "
+                                          r"\(no network\).*pass a folder"):
+        hub_splits(_FakeDatasets(error=OSError("no network\nmore")), "x/y", None, what="folder", fix="pass a folder")

@@ -54,3 +54,24 @@ def quiet_datasets(progress: bool = False) -> Iterator:
     finally:
         if bars:
             datasets.enable_progress_bars()
+
+
+def hub_splits(datasets, data: str, config: str | None, *, what: str, fix: str,
+               validation: tuple[str, ...] = ("validation", "valid", "val")) -> dict:
+    """``{"train", "validation", "test"}`` of the hub dataset ``data`` (``validation`` lists the names
+    its validation split may have). Failing to load it, or a missing split, is a one-line
+    :class:`ConfigError` on ``data``: "``data`` is not a local ``what``, and ...", then ``fix``."""
+    try:
+        dd = datasets.load_dataset(data, config)
+    except Exception as e:   # offline, unknown id, missing config: one line, whatever datasets raised
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError("data", f"{data!r} is not a local {what}, and loading it as a hub dataset failed "
+                                  f"({reason[:200]})", fix) from None
+    out = {}
+    for split, names in (("train", ("train",)), ("validation", validation), ("test", ("test",))):
+        found = next((dd[n] for n in names if n in dd), None)
+        if found is None:
+            raise ConfigError("data", f"hub dataset {data!r} has no {split} split (has {', '.join(dd)})")
+        out[split] = found
+    return out
+

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from zoo_core import ConfigError, ZooError
-from zoo_core.textdata import check_text_file, quiet_datasets
+from zoo_core.textdata import check_text_file, hub_splits, quiet_datasets
 from zoo_lm import EOS, UNK
 
 SPLITS = ("train", "validation", "test")
@@ -107,19 +107,9 @@ def _split_by_fraction(ds, fraction: float, path: Path):
 
 
 def _hub_splits(datasets, cfg):
-    try:
-        dd = datasets.load_dataset(cfg.data, cfg.data_config)
-    except Exception as e:  # offline, unknown id, missing config: one line, whatever datasets raised
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError("data", f"{cfg.data!r} is not a local file or folder, and loading it as a hub dataset "
-                                  f"failed ({reason[:200]})",
-                          "pass a folder with train/valid/test files or a text file") from None
-    names = {"train": ("train",), "validation": ("validation", "valid", "val"), "test": ("test",)}
     out = {}
-    for split, options in names.items():
-        found = next((dd[n] for n in options if n in dd), None)
-        if found is None:
-            raise ConfigError("data", f"hub dataset {cfg.data!r} has no {split} split (has {', '.join(dd)})")
+    for split, found in hub_splits(datasets, cfg.data, cfg.data_config, what="file or folder",
+                                   fix="pass a folder with train/valid/test files or a text file").items():
         column = next((c for c in ("text", "sentence") if c in found.column_names), None)
         if column is None:
             column = next((c for c, f in found.features.items() if getattr(f, "dtype", None) == "string"), None)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from zoo_core import ConfigError, ZooError
-from zoo_core.textdata import check_text_file, quiet_datasets
+from zoo_core.textdata import check_text_file, hub_splits, quiet_datasets
 from zoo_translation import EOS, PAD, SOS, SPECIALS, UNK
 
 SPLITS = ("train", "validation", "test")
@@ -163,20 +163,10 @@ def raw_splits(cfg) -> dict:
 
 
 def _hub_splits(datasets, cfg):
-    try:
-        dd = datasets.load_dataset(cfg.data, cfg.data_config)
-    except Exception as e:   # offline, unknown id, missing config: one line, whatever datasets raised
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ConfigError("data", f"{cfg.data!r} is not a local folder, and loading it as a hub dataset failed "
-                                  f"({reason[:200]})", "pass a folder of parallel files") from None
-    names = {"train": ("train",), "validation": ("validation", "valid", "val", "dev"), "test": ("test",)}
-    out = {}
-    for split, options in names.items():
-        found = next((dd[n] for n in options if n in dd), None)
-        if found is None:
-            raise ConfigError("data", f"hub dataset {cfg.data!r} has no {split} split (has {', '.join(dd)})")
-        out[split] = _check_pairs(_pick_columns(found, cfg.src_lang, cfg.tgt_lang, cfg.data), f"{cfg.data} {split}")
-    return out
+    splits = hub_splits(datasets, cfg.data, cfg.data_config, what="folder", fix="pass a folder of parallel files",
+                        validation=("validation", "valid", "val", "dev"))
+    return {split: _check_pairs(_pick_columns(found, cfg.src_lang, cfg.tgt_lang, cfg.data), f"{cfg.data} {split}")
+            for split, found in splits.items()}
 
 
 # ---- tokenizers ----------------------------------------------------------------------------------
