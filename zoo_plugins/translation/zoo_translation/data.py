@@ -123,9 +123,12 @@ def _pick_columns(ds, src: str, tgt: str, where: str):
 
 
 def _check_pairs(ds, where: str) -> "object":
-    """Drop pairs empty on both sides; refuse a pair empty on one side only, naming its line."""
-    src_empty = np.array([not s.strip() for s in ds["src"]])
-    tgt_empty = np.array([not t.strip() for t in ds["tgt"]])
+    """Drop pairs empty on both sides; refuse a pair empty on one side only, naming its line.
+    The emptiness flags come from a batched map, so the text itself is never listed whole."""
+    flags = ds.map(lambda b: {"src_empty": [not s.strip() for s in b["src"]],
+                              "tgt_empty": [not t.strip() for t in b["tgt"]]},
+                   batched=True, batch_size=10_000, remove_columns=ds.column_names).data
+    src_empty, tgt_empty = (flags.column(c).to_numpy().astype(bool) for c in ("src_empty", "tgt_empty"))
     one_sided = np.flatnonzero(src_empty != tgt_empty)
     if len(one_sided):
         i = int(one_sided[0])
