@@ -270,10 +270,11 @@ def test_loss_ignores_padding_and_label_smoothing_leaves_perplexity_alone():
     torch.manual_seed(0)
     logits = torch.randn(2, 3, 7)
     target = torch.tensor([[4, 5, PAD_ID], [6, PAD_ID, PAD_ID]])
-    loss, nll = token_losses(logits, target, 0.0)
+    loss, nll, count = token_losses(logits, target, 0.0)
+    assert count == 3
     expected = torch.nn.functional.cross_entropy(logits.view(-1, 7), target.view(-1), ignore_index=PAD_ID)
     assert torch.allclose(loss, expected)
-    smoothed, nll2 = token_losses(logits, target, 0.1)
+    smoothed, nll2, _ = token_losses(logits, target, 0.1)
     ref = torch.nn.functional.cross_entropy(logits.view(-1, 7), target.view(-1), ignore_index=PAD_ID,
                                             label_smoothing=0.1)
     assert torch.allclose(smoothed, ref, atol=1e-6) and torch.equal(nll, nll2)

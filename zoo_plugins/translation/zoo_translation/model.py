@@ -157,8 +157,9 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "module", model)   # DistributedDataParallel
 
 
-def token_losses(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(training loss: mean over real tokens with label smoothing, summed NLL without it)."""
+def token_losses(logits: torch.Tensor, target: torch.Tensor, smoothing: float
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(training loss: mean over real tokens with label smoothing, summed NLL without it, real tokens)."""
     logp = logits.float().log_softmax(-1).flatten(0, 1)
     target = target.flatten()
     real = target != PAD_ID
@@ -166,7 +167,7 @@ def token_losses(logits: torch.Tensor, target: torch.Tensor, smoothing: float) -
     per_token = nll if smoothing == 0 else (1 - smoothing) * nll - smoothing * logp.mean(-1)
     count = real.sum()
     loss = (per_token * real).sum() / count.clamp(min=1)
-    return loss, (nll * real).sum()
+    return loss, (nll * real).sum(), count
 
 
 def step(task, model: nn.Module, batch: dict[str, torch.Tensor]) -> StepOutput:
@@ -175,8 +176,7 @@ def step(task, model: nn.Module, batch: dict[str, torch.Tensor]) -> StepOutput:
     forcing = batch.get("teacher_forcing") if net.training else None
     logits = model(batch["src"], batch["src_mask"], tgt[:, :-1], forcing)
     smoothing = task.config.label_smoothing if net.training else 0.0
-    loss, nll_sum = token_losses(logits, tgt[:, 1:], smoothing)
-    count = (tgt[:, 1:] != PAD_ID).sum()
+    loss, nll_sum, count = token_losses(logits, tgt[:, 1:], smoothing)
     return StepOutput(loss, {"loss_sum": nll_sum.detach().double(), "count": count.double()})
 
 
