@@ -103,16 +103,22 @@ def _rss_mb(who=resource.RUSAGE_SELF) -> float:
     return resource.getrusage(who).ru_maxrss / 1024   # Linux reports KiB
 
 
-def train(recipe: str, out: Path, extra: list[str]) -> dict:
-    arch, options, _ = RECIPES[recipe]
-    cmd = ["zoo", "train", "lm", arch, *options, "--out", str(out), *extra]
+def zoo_train(task: str, arch: str, options: list[str], out: Path, extra: list[str]) -> float:
+    """Print and run ``zoo train TASK ARCH OPTIONS --out OUT EXTRA`` (the real CLI, in a subprocess);
+    its wall-clock seconds, or exit with the tail of its output when it fails."""
+    cmd = ["zoo", "train", task, arch, *options, "--out", str(out), *extra]
     print("command:", shlex.join(cmd), flush=True)
     started = time.perf_counter()
     proc = subprocess.run([_zoo(), *cmd[1:]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    wall = time.perf_counter() - started
     if proc.returncode:
         print(proc.stdout[-3000:])
         raise SystemExit(f"training failed ({proc.returncode})")
+    return time.perf_counter() - started
+
+
+def train(recipe: str, out: Path, extra: list[str]) -> dict:
+    arch, options, _ = RECIPES[recipe]
+    wall = zoo_train("lm", arch, options, out, extra)
     final = finished(out)
     if final is None:
         raise SystemExit(f"{out}: training exited 0 but wrote no final record to metrics.jsonl")

@@ -22,14 +22,11 @@ import json
 import os
 import resource
 import shlex
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-DATA = Path(os.environ.get("ZOO_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-if not DATA.exists():
-    DATA = Path("/work/shared/data")
+from lm import DATA, _rss_mb, zoo_throughput, zoo_train   # benchmarks/lm.py: the shared measurements
+
 MULTI30K = DATA / "multi30k" / "raw"
 
 # name -> (architecture, options, what it reproduces). Adam 1e-3, clip 1, batch 128 and 10 epochs
@@ -50,36 +47,13 @@ RECIPES: dict[str, tuple[str, list[str], str]] = {
 }
 
 
-def _zoo() -> str:
-    exe = Path(sys.executable).with_name("zoo")
-    return str(exe) if exe.exists() else "zoo"
-
-
-def _rss_mb(who=resource.RUSAGE_SELF) -> float:
-    return resource.getrusage(who).ru_maxrss / 1024   # Linux reports KiB
-
-
 def _records(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
-
-
-def train(recipe: str, out: Path, extra: list[str]) -> float:
-    arch, options, _ = RECIPES[recipe]
-    cmd = ["zoo", "train", "translation", arch, *options, "--out", str(out), *extra]
-    print("command:", shlex.join(cmd), flush=True)
-    started = time.perf_counter()
-    proc = subprocess.run([_zoo(), *cmd[1:]], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if proc.returncode:
-        print(proc.stdout[-3000:])
-        raise SystemExit(f"training failed ({proc.returncode})")
-    return time.perf_counter() - started
 
 
 def train_throughput(run_dir: Path, steps: int, device) -> dict:
     """Target tokens/s of the real trainer (``benchmarks/lm.py``'s measurement: DefaultTrainer.fit on
     the run's config, timed between two of its task.step calls), counting non-padding target tokens."""
-    from lm import zoo_throughput
-
     return zoo_throughput(run_dir, steps, 3, device, count=lambda batch: (batch["tgt"][:, 1:] != 0).sum())
 
 
@@ -132,7 +106,8 @@ def main(argv=None) -> None:
         wall = None
     else:
         extra = ["--device", args.device, *extra] + (["--max-steps", str(args.max_steps)] if args.max_steps else [])
-        wall = train(args.recipe, out, extra)
+        arch, options, _ = RECIPES[args.recipe]
+        wall = zoo_train("translation", arch, options, out, extra)
     records = _records(out)
     final, last = records[-1], [r for r in records if not r.get("final")][-1]
     print(f"training: {last['step']} steps, {last['epoch']} epochs, "
